@@ -1,0 +1,84 @@
+"""One request in, one response out, for any transport: decode, run the operation, encode.
+
+Every exception becomes a Rekognition error body here and nowhere else; anything unexpected is
+logged with its stack trace and answered as a generic InternalServerError, never shown to the
+client.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from rekface import operations
+from rekface.adapters import wire
+from rekface.errors import (
+    InternalServerError,
+    RekognitionError,
+    UnknownOperationException,
+)
+from rekface.operations.context import Context
+from rekface.spec.operations import BY_NAME, TARGET_PREFIX
+
+log = logging.getLogger("rekface")
+
+
+@dataclass
+class WireResponse:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def operation_from_target(target: str | None) -> str:
+    """``RekognitionService.DetectFaces`` -> ``DetectFaces``."""
+    if not target:
+        raise UnknownOperationException("Missing X-Amz-Target header")
+    prefix, _, name = target.partition(".")
+    if prefix + "." != TARGET_PREFIX or name not in BY_NAME:
+        raise UnknownOperationException(f"Unknown operation: {target}")
+    return name
+
+
+class Dispatcher:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def handle_target(self, target: str | None, body: bytes | str) -> WireResponse:
+        """A Rekognition wire request: the operation named by ``X-Amz-Target``."""
+        request_id = str(uuid.uuid4())
+        try:
+            operation = operation_from_target(target)
+        except RekognitionError as err:
+            return self._error(err, request_id)
+        return self._run(operation, body, request_id)
+
+    def handle_operation(self, operation: str, body: bytes | str) -> WireResponse:
+        """A request for a known operation (per-operation routes and Lambda functions)."""
+        return self._run(operation, body, str(uuid.uuid4()))
+
+    def _run(self, operation: str, body: bytes | str, request_id: str) -> WireResponse:
+        try:
+            request = wire.decode_request(operation, body)
+            response = operations.run(self.ctx, operation, request)
+        except RekognitionError as err:
+            if err.status >= 500:
+                log.error("%s failed: %s: %s", operation, err.code, err.message)
+            return self._error(err, request_id)
+        except Exception:
+            log.exception("%s failed unexpectedly (request %s)", operation, request_id)
+            return self._error(
+                InternalServerError(f"Internal server error (request id {request_id})"), request_id
+            )
+        return WireResponse(200, wire.encode_response(response), _headers(request_id))
+
+    @staticmethod
+    def _error(err: RekognitionError, request_id: str) -> WireResponse:
+        headers = _headers(request_id)
+        headers["x-amzn-ErrorType"] = err.code
+        return WireResponse(err.status, wire.encode_error(err), headers)
+
+
+def _headers(request_id: str) -> dict[str, str]:
+    return {"Content-Type": wire.CONTENT_TYPE, "x-amzn-RequestId": request_id}

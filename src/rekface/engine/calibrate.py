@@ -1,0 +1,48 @@
+"""Calibrated Similarity: a monotonic map from embedding cosine to 0..100.
+
+The map is piecewise linear through knots fitted by ``tools/calibration/fit_similarity.py`` on
+every same-identity and cross-identity pair of ../shared/faces/identities, and committed in
+``calibration.json`` beside this module. The knots put Similarity 80, 90 and 99 at cosines whose
+measured false-match rates are at most 1e-3, 1e-4 and 1e-5 (see the JSON's ``measured`` block and
+the README). Being monotonic, thresholds on Similarity and on cosine are interchangeable, which
+search uses to filter in cosine space.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Calibration:
+    cosines: np.ndarray  # strictly increasing knots
+    similarities: np.ndarray  # increasing, from 0 to 100
+    model: str  # the embedding model the knots were fitted for
+
+    def similarity(self, cosine: np.ndarray | float) -> np.ndarray:
+        return np.interp(cosine, self.cosines, self.similarities)
+
+    def cosine_at(self, similarity: float) -> float:
+        """The smallest cosine whose Similarity is at least ``similarity``."""
+        return float(np.interp(similarity, self.similarities, self.cosines))
+
+
+def from_dict(data: dict) -> Calibration:
+    cos = np.asarray([k[0] for k in data["knots"]], np.float64)
+    sim = np.asarray([k[1] for k in data["knots"]], np.float64)
+    if not (np.all(np.diff(cos) > 0) and np.all(np.diff(sim) >= 0)):
+        raise ValueError("calibration knots must be increasing")
+    if sim[0] != 0 or sim[-1] != 100:
+        raise ValueError("calibration must span Similarity 0..100")
+    return Calibration(cosines=cos, similarities=sim, model=data["model"])
+
+
+@functools.cache
+def load_calibration() -> Calibration:
+    text = resources.files("rekface.engine").joinpath("calibration.json").read_text()
+    return from_dict(json.loads(text))

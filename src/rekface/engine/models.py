@@ -1,0 +1,109 @@
+"""The ONNX models the engine runs: their contract, where they are found, and their sessions.
+
+Each model is pinned by sha256 here, next to the code whose pre- and post-processing depend on
+that exact graph; ``layers/models/MANIFEST.tsv`` records where each file came from (package,
+version, source hash, license) and a test checks the two agree. Files are verified when loaded, so
+a missing or corrupt model fails with one error that names the file. Sessions load once per process
+and are shared by every thread (onnxruntime's ``run`` is thread-safe).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnxruntime as ort
+
+from rekface.settings import Settings
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    file: str
+    sha256: str
+    role: str
+
+
+DETECTOR = ModelSpec(
+    "retinaface_mnet025.onnx",
+    "97e7b9c931b6fd301fe488a19a0d1838695b8e6975bf11b672ab78c62b6780a1",
+    "face detection + 5 landmarks (RetinaFace MobileNet-0.25)",
+)
+RECOGNIZER = ModelSpec(
+    "dlib_face_recognition_resnet_v1.onnx",
+    "eb68be10eea8e9431e31f66f0f4c6693e5bb6359ffab4d2143ac55547f8394a3",
+    "face embedding, 128-d (dlib ResNet)",
+)
+ENGINE_MODELS = (DETECTOR, RECOGNIZER)
+
+
+class ModelLoadError(RuntimeError):
+    """A model file is missing, unreadable or not the file the engine was written for."""
+
+
+def find_model(spec: ModelSpec, settings: Settings) -> Path:
+    dirs = settings.model_dirs()
+    for d in dirs:
+        path = d / spec.file
+        if path.is_file():
+            return path
+    where = ", ".join(str(d) for d in dirs)
+    raise ModelLoadError(
+        f"model {spec.file} ({spec.role}) not found; looked in: {where}. "
+        "Set REKFACE_MODELS_DIR to the folder holding it (layers/models in the repository)."
+    )
+
+
+def read_verified(spec: ModelSpec, settings: Settings) -> bytes:
+    path = find_model(spec, settings)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(f"model {spec.file} at {path} could not be read: {exc}") from exc
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != spec.sha256:
+        raise ModelLoadError(
+            f"model {spec.file} at {path} is corrupt or not the expected file: "
+            f"sha256 {digest}, expected {spec.sha256}. Rebuild it with `make models-verify`."
+        )
+    return data
+
+
+class SessionCache:
+    """Lazily created, verified onnxruntime sessions, one per model, shared across threads."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._sessions: dict[str, ort.InferenceSession] = {}
+        self._lock = threading.Lock()
+
+    def get(self, spec: ModelSpec) -> ort.InferenceSession:
+        session = self._sessions.get(spec.file)
+        if session is not None:
+            return session
+        with self._lock:
+            session = self._sessions.get(spec.file)
+            if session is None:
+                session = self._create(spec)
+                self._sessions[spec.file] = session
+        return session
+
+    def _create(self, spec: ModelSpec) -> ort.InferenceSession:
+        data = read_verified(spec, self._settings)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        # onnxruntime's own default (0) undercounts cores in some VMs; ask for them explicitly.
+        options.intra_op_num_threads = self._settings.threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        # Idle onnxruntime workers spin for a while after each run; with two models alternating on
+        # a couple of cores, one model's spinning threads steal the other's time (measured: the
+        # embedding took 2x longer right after a detection). Let idle workers sleep instead.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelLoadError(f"model {spec.file} could not be loaded: {exc}") from exc

@@ -1,0 +1,66 @@
+"""Every REKFACE_* environment variable, read in one place.
+
+Settings are read when asked for (``Settings.from_env()``), never at import time, so tests and the
+bootstrap can build them with explicit values.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The repository's own models directory: src/rekface/settings.py -> <repo>/layers/models.
+REPO_MODELS_DIR = Path(__file__).resolve().parents[2] / "layers" / "models"
+LAMBDA_LAYER_MODELS_DIR = Path("/opt/models")
+
+
+def _env_int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    models_dir: Path | None = None  # None: resolve REKFACE_MODELS_DIR, /opt/models, layers/models
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+    store: str = "sqlite"  # "sqlite" (rekface serve) or "dynamodb" (AWS)
+    data_dir: Path = field(default_factory=lambda: Path.home() / ".rekface")
+    table_name: str = "rekface"
+    # Secret that signs pagination tokens (HMAC). Local default is fixed so tokens survive restarts;
+    # the AWS stack sets a per-deployment secret.
+    token_secret: str = "rekface-local"
+    # onnxruntime intra-op threads per session (0 = onnxruntime's default: one per core).
+    threads: int = 0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        region = env.get("REKFACE_REGION") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+        models = env.get("REKFACE_MODELS_DIR")
+        data_dir = env.get("REKFACE_DATA_DIR")
+        store = env.get("REKFACE_STORE", "sqlite")
+        if store not in ("sqlite", "dynamodb"):
+            raise ValueError(f"REKFACE_STORE must be 'sqlite' or 'dynamodb', got {store!r}")
+        return cls(
+            models_dir=Path(models) if models else None,
+            region=region or "us-east-1",
+            account_id=env.get("REKFACE_ACCOUNT_ID") or "000000000000",
+            store=store,
+            data_dir=Path(data_dir) if data_dir else Path.home() / ".rekface",
+            table_name=env.get("REKFACE_TABLE_NAME") or "rekface",
+            token_secret=env.get("REKFACE_TOKEN_SECRET") or "rekface-local",
+            threads=_env_int(env, "REKFACE_THREADS", 0),
+        )
+
+    def model_dirs(self) -> list[Path]:
+        """Where models are looked for, in order: REKFACE_MODELS_DIR, the Lambda layer, the repo."""
+        if self.models_dir is not None:
+            return [self.models_dir]
+        return [LAMBDA_LAYER_MODELS_DIR, REPO_MODELS_DIR]

@@ -1,0 +1,1 @@
+"""The botocore service model of Rekognition: the operation table and request validation."""
