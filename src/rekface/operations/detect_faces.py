@@ -6,7 +6,7 @@ from typing import Any
 
 from rekface.operations.attributes import AttributeSelection
 from rekface.operations.context import Context
-from rekface.operations.face_json import face_detail
+from rekface.operations.face_json import face_details
 from rekface.operations.images import read_image
 
 
@@ -14,4 +14,4 @@ def detect_faces(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     selection = AttributeSelection.parse(request.get("Attributes"))
     image = read_image(ctx, request["Image"])
     faces = ctx.engine.detect(image)
-    return {"FaceDetails": [face_detail(f, image, selection) for f in faces]}
+    return {"FaceDetails": face_details(image, faces, selection)}

@@ -62,6 +62,13 @@ def face_detail(face: Face, image: DecodedImage, selection: AttributeSelection) 
     return detail
 
 
+def face_details(
+    image: DecodedImage, faces: list[Face], selection: AttributeSelection
+) -> list[dict[str, Any]]:
+    """FaceDetails of DetectFaces and of IndexFaces' FaceRecords: one place for both."""
+    return [face_detail(f, image, selection) for f in faces]
+
+
 def compared_face(face: Face, image: DecodedImage) -> dict[str, Any]:
     return {
         "BoundingBox": bounding_box(face, image),
