@@ -106,7 +106,7 @@ class FaceEngine:
 
     def embed(self, faces: list[Face]) -> None:
         """Fill ``embedding`` for every face that lacks one, in one batch."""
-        todo = [f for f in faces if f.embedding is None]
+        todo = list({id(f): f for f in faces if f.embedding is None}.values())
         if not todo:
             return
         vectors = self.embedder.embed(np.stack([f.chip for f in todo]))

@@ -4,8 +4,8 @@
   (the face turned clockwise on screen).
 - Yaw and Pitch come from a weak-perspective (scaled orthographic) fit of a generic 3D model of
   the 5 points to the de-rolled landmarks: the 2x3 affine camera is solved by least squares, its
-  rows are orthonormalised into a rotation, and the angles are read off the direction the face's
-  forward axis points. Yaw is positive when the nose turns towards the image's right (as in AWS's
+  rows are orthonormalised into the first two rows of a rotation, from which the angles are read.
+  Yaw is positive when the nose turns towards the image's right (as in AWS's
   examples), Pitch is positive when the face looks up.
 
 The model's x/y are the frontal positions of the chip template (median dlib chips on LFW-type
@@ -62,6 +62,9 @@ def estimate_pose(points: np.ndarray) -> Pose:
     r1 = a[0] / np.linalg.norm(a[0])
     r2 = a[1] - (a[1] @ r1) * r1
     r2 /= np.linalg.norm(r2)
-    yaw = math.asin(float(np.clip(r1[2], -1.0, 1.0)))
-    pitch = -math.asin(float(np.clip(r2[2], -1.0, 1.0)))
+    # The rotation is R = Ry(yaw) @ Rx(pitch) (the head nods, then turns), whose first two rows are
+    # (cos y, sin y sin p, sin y cos p) and (0, cos p, -sin p): the eye line stays level under any
+    # yaw and pitch, so the de-rolled eye line fixes the roll and these rows give the rest.
+    pitch = math.atan2(-r2[2], r2[1])
+    yaw = math.atan2(r1[1] * math.sin(pitch) + r1[2] * math.cos(pitch), r1[0])
     return Pose(roll=math.degrees(roll), yaw=math.degrees(yaw), pitch=math.degrees(pitch))
