@@ -34,6 +34,14 @@ def dispatcher() -> Dispatcher:
     return _dispatcher
 
 
+def reset() -> None:
+    """Forget the process context, so the next invocation rebuilds it from the environment
+    (tests that switch configuration between invocations)."""
+    global _dispatcher
+    with _lock:
+        _dispatcher = None
+
+
 def event_body(event: dict[str, Any]) -> bytes:
     body = event.get("body") or ""
     if event.get("isBase64Encoded"):

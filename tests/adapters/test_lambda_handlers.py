@@ -1,0 +1,113 @@
+"""The Lambda entry points in functions/, invoked with the sample events of events/, as
+`sam local invoke` would, against S3 on moto (the photos are uploaded at test time)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from rekface.adapters import lambda_api
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "rekface-test"
+    memory_limit_in_mb: int = 2048
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:rekface-test"
+    aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
+
+
+def load_handler(function: str):
+    spec = importlib.util.spec_from_file_location(
+        f"fn_{function}", REPO / "functions" / function / "app.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.handler
+
+
+def event(name: str) -> dict:
+    return json.loads((REPO / "events" / f"{name}.json").read_text())
+
+
+@pytest.fixture
+def samples(photo, monkeypatch, tmp_path):
+    monkeypatch.setenv("REKFACE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    with mock_aws():
+        lambda_api.reset()  # the handlers' process context is built inside the mock
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="rekface-samples")
+        s3.put_object(
+            Bucket="rekface-samples",
+            Key="photos/face-1.jpg",
+            Body=photo("identities/Paul_Bremer/12.jpg"),
+        )
+        s3.put_object(
+            Bucket="rekface-samples",
+            Key="photos/face-2.jpg",
+            Body=photo("identities/Paul_Bremer/5.jpg"),
+        )
+        yield s3
+        lambda_api.reset()
+
+
+def invoke(function: str, evt: dict) -> tuple[int, dict, dict]:
+    out = load_handler(function)(evt, LambdaContext())
+    assert out["isBase64Encoded"] is False
+    return out["statusCode"], out["headers"], json.loads(out["body"])
+
+
+def test_detect_faces_handler(samples):
+    status, headers, body = invoke("detect_faces", event("detect_faces"))
+    assert status == 200 and headers["Content-Type"] == "application/x-amz-json-1.1"
+    assert headers["x-amzn-RequestId"]
+    (face,) = body["FaceDetails"]
+    assert face["Confidence"] > 99 and len(face["Landmarks"]) == 5
+
+
+def test_compare_faces_handler(samples):
+    status, _, body = invoke("compare_faces", event("compare_faces"))
+    assert status == 200
+    assert body["FaceMatches"][0]["Similarity"] >= 80
+
+
+def test_wire_protocol_handler_routes_by_target(samples):
+    evt = event("wire_protocol_detect_faces")
+    status, _, body = invoke("wire_protocol", evt)
+    assert status == 200 and len(body["FaceDetails"]) == 1
+    # header names arrive in any case through API Gateway
+    evt["headers"] = {k.lower(): v for k, v in evt["headers"].items()}
+    assert invoke("wire_protocol", evt)[0] == 200
+    evt["headers"]["x-amz-target"] = "RekognitionService.DetectLabels"
+    status, _, body = invoke("wire_protocol", evt)
+    assert status == 400 and body["__type"] == "UnknownOperationException"
+
+
+def test_handler_errors_are_rekognition_errors(samples):
+    evt = event("detect_faces")
+    evt["body"] = json.dumps(
+        {"Image": {"S3Object": {"Bucket": "rekface-samples", "Name": "nope.jpg"}}}
+    )
+    status, headers, body = invoke("detect_faces", evt)
+    assert status == 400 and body["__type"] == "InvalidS3ObjectException"
+    assert headers["x-amzn-ErrorType"] == "InvalidS3ObjectException"
+    evt["body"] = "{not json"
+    assert invoke("detect_faces", evt)[2]["__type"] == "SerializationException"
+
+
+def test_base64_encoded_body(samples):
+    import base64
+
+    evt = event("detect_faces")
+    evt["body"] = base64.b64encode(evt["body"].encode()).decode()
+    evt["isBase64Encoded"] = True
+    assert invoke("detect_faces", evt)[0] == 200
