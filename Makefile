@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8765
 
-.PHONY: run test lint models-verify bench clean-venv
+.PHONY: run test lint models-verify bench clean-venv layers synth
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,17 @@ $(MODELS_STAMP): tools/models/requirements.txt
 # and compare byte for byte with layers/models. Not part of `make test`: it downloads ~150 MB.
 models-verify: $(MODELS_STAMP)
 	$(MODELS_VENV)/bin/python tools/models/build.py verify
+
+# Lambda layers (deps for the runtime's Python + CPU, models, rekface) in layers/build/; wheels are
+# downloaded once into layers/build/wheels-*, later builds are offline. LAMBDA_ARCH=arm64 for Graviton.
+LAMBDA_PYTHON ?= 3.12
+LAMBDA_ARCH ?= x86_64
+layers: $(STAMP)
+	$(BIN)/python layers/python/build.py --python $(LAMBDA_PYTHON) --arch $(LAMBDA_ARCH)
+
+# Synthesize the CDK app into infra/cdk.out (offline, no AWS credentials; cdk-nag runs here).
+synth: layers
+	cd infra && ../$(BIN)/python app.py
 
 clean-venv:
 	rm -rf $(VENV)

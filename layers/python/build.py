@@ -1,0 +1,250 @@
+"""Build the three Lambda layers from the repository: ``make layers`` (or run this file).
+
+    python layers/python/build.py [--python 3.12] [--arch x86_64|arm64] [--out layers/build]
+
+Output, under ``<out>/py<python>-<arch>/`` (each folder is one layer's content, unzipped at /opt):
+
+- ``deps/python/``     numpy, onnxruntime, pillow, boto3, Powertools: the pinned wheels of
+                       ``layers/python/requirements.txt`` for the Lambda runtime's Python and CPU,
+                       trimmed of what rekface never imports (see ``TRIM``);
+- ``models/models/``   the ONNX models of ``layers/models`` (-> ``/opt/models``);
+- ``rekface/python/``  the rekface package itself (a separate layer: code changes re-upload 1 MB,
+                       not the 150 MB of dependencies).
+
+Offline-capable: wheels are downloaded once into ``<out>/wheels-py<python>-<arch>/`` and installed
+from there with ``--no-index``; once that folder is filled (or copied from another machine), the
+build needs no network. Each layer is rebuilt only when its inputs change (a hash per layer).
+
+No Docker: pip installs the manylinux wheels for the target platform directly (``--platform``),
+which is exact for binary wheels. Bytecode is compiled only when this interpreter is the runtime's
+Python (a .pyc of another version would be dead weight; the Lambda filesystem is read-only, so a
+layer without .pyc compiles its imports at every cold start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+REQUIREMENTS = REPO / "layers" / "python" / "requirements.txt"
+MODELS = REPO / "layers" / "models"
+PACKAGE = REPO / "src" / "rekface"
+DEFAULT_OUT = REPO / "layers" / "build"
+
+# Lambda's python3.12/3.13 runtimes run on Amazon Linux 2023 (glibc 2.34): every manylinux wheel up
+# to manylinux_2_34 runs there. (python3.11 runs on Amazon Linux 2, glibc 2.26: onnxruntime 1.32 and
+# numpy 2.4 ship only manylinux_2_27/2_28 wheels, which is why the stack uses python3.12.)
+RUNTIME_GLIBC = (2, 34)
+ARCH_TAGS = {"x86_64": "x86_64", "arm64": "aarch64"}
+
+# Paths removed from the dependencies layer (globs relative to python/), each with why it is safe.
+TRIM: tuple[tuple[str, str], ...] = (
+    (
+        "onnxruntime/capi/libonnxruntime.so*",
+        "the C API library; the Python binding links the runtime statically (readelf: not NEEDED)",
+    ),
+    ("onnxruntime/tools", "model conversion tools (need onnx, sympy)"),
+    ("onnxruntime/transformers", "transformer optimisation tools (need onnx, torch)"),
+    ("onnxruntime/quantization", "quantisation tools (need onnx)"),
+    ("onnxruntime/datasets", "sample models for onnxruntime's own examples"),
+    ("onnxruntime/backend", "the ONNX backend-test API (needs onnx)"),
+    ("numpy/f2py", "Fortran wrapper generator: build-time tool"),
+    ("numpy/distutils", "build-time tool"),
+    ("numpy/_core/include", "C headers for building extensions"),
+    ("numpy/_core/lib", "static libraries and pkg-config files for building extensions"),
+    ("numpy/_pyinstaller", "PyInstaller hooks"),
+    ("**/tests", "the packages' own test suites"),
+    ("**/*.pyi", "type stubs"),
+    ("**/*.pxd", "Cython declarations"),
+)
+
+# botocore ships ~400 service models; rekface's Lambdas create clients for these only (the store:
+# dynamodb; images and S3 results: s3; the POST / router: lambda; the X-Ray SDK's sampling rules:
+# xray; Rekognition's model drives validation). The layer smoke test catches a missing one.
+BOTOCORE_SERVICES = frozenset({"rekognition", "dynamodb", "s3", "lambda", "sts", "xray"})
+BOTO3_RESOURCES = frozenset({"dynamodb", "s3"})
+
+
+@dataclass(frozen=True)
+class Target:
+    python: str  # "3.12"
+    arch: str  # "x86_64" | "arm64"
+
+    @property
+    def tag(self) -> str:
+        return f"py{self.python}-{self.arch}"
+
+    @property
+    def cp(self) -> str:
+        return "cp" + self.python.replace(".", "")
+
+    def platforms(self) -> list[str]:
+        machine = ARCH_TAGS[self.arch]
+        tags = [f"manylinux_2_{minor}_{machine}" for minor in range(17, RUNTIME_GLIBC[1] + 1)]
+        return [*tags, f"manylinux2014_{machine}"]
+
+    @property
+    def compiles(self) -> bool:
+        """True when this interpreter can write .pyc files the runtime will use."""
+        return self.python == f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def _hash(*paths: Path, extra: str = "") -> str:
+    h = hashlib.sha256(extra.encode())
+    for root in paths:
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in files:
+            if "__pycache__" in path.parts:
+                continue
+            h.update(str(path.relative_to(REPO)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _pip(*args: str) -> None:
+    cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def _platform_args(target: Target) -> list[str]:
+    args = ["--only-binary=:all:", "--no-deps", "--implementation", "cp"]
+    args += ["--python-version", target.python]
+    for abi in (target.cp, "abi3", "none"):
+        args += ["--abi", abi]
+    for platform in target.platforms():
+        args += ["--platform", platform]
+    return args
+
+
+def fetch_wheels(target: Target, wheelhouse: Path) -> None:
+    """Download the pinned wheels once; later builds install from this folder, offline."""
+    stamp = wheelhouse / ".requirements.sha256"
+    digest = _hash(REQUIREMENTS, extra=target.tag)
+    if stamp.is_file() and stamp.read_text() == digest:
+        return
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    _pip("download", "--dest", str(wheelhouse), *_platform_args(target), "-r", str(REQUIREMENTS))
+    stamp.write_text(digest)
+
+
+def trim(site: Path) -> list[str]:
+    """Apply ``TRIM`` and the botocore/boto3 data filters; returns what was removed."""
+    removed: list[str] = []
+    for pattern, _why in TRIM:
+        for path in sorted(site.glob(pattern), key=lambda p: -len(p.parts)):
+            if not path.exists():
+                continue
+            removed.append(str(path.relative_to(site)))
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for data, keep in (
+        (site / "botocore" / "data", BOTOCORE_SERVICES),
+        (site / "boto3" / "data", BOTO3_RESOURCES),
+    ):
+        for path in sorted(data.iterdir()) if data.is_dir() else []:
+            if path.is_dir() and path.name not in keep:
+                removed.append(str(path.relative_to(site)))
+                shutil.rmtree(path)
+    return removed
+
+
+def build_deps(target: Target, out: Path, wheelhouse: Path) -> None:
+    layer = out / "deps"
+    digest = _hash(REQUIREMENTS, Path(__file__), extra=target.tag)
+    if _fresh(layer, digest):
+        return
+    fetch_wheels(target, wheelhouse)
+    site = layer / "python"
+    shutil.rmtree(layer, ignore_errors=True)
+    compile_flag = "--compile" if target.compiles else "--no-compile"
+    _pip(
+        "install", "--no-index", "--find-links", str(wheelhouse), "--target", str(site),
+        compile_flag, *_platform_args(target), "-r", str(REQUIREMENTS),
+    )  # fmt: skip
+    removed = trim(site)
+    for stale in site.rglob("__pycache__") if not target.compiles else []:
+        shutil.rmtree(stale, ignore_errors=True)
+    _stamp(layer, digest, {"trimmed": removed})
+
+
+def build_models(out: Path) -> None:
+    layer = out / "models"
+    digest = _hash(MODELS)
+    if _fresh(layer, digest):
+        return
+    shutil.rmtree(layer, ignore_errors=True)
+    dest = layer / "models"
+    dest.mkdir(parents=True)
+    for path in sorted(MODELS.iterdir()):
+        if path.is_file():
+            shutil.copy2(path, dest / path.name)
+    _stamp(layer, digest, {})
+
+
+def build_package(target: Target, out: Path) -> None:
+    """Copy the package source (calibration JSON included): no build backend, no network."""
+    layer = out / "rekface"
+    digest = _hash(PACKAGE, extra=target.tag)
+    if _fresh(layer, digest):
+        return
+    shutil.rmtree(layer, ignore_errors=True)
+    dest = layer / "python" / "rekface"
+    shutil.copytree(PACKAGE, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    if target.compiles:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(dest)], check=True)
+    _stamp(layer, digest, {})
+
+
+def _fresh(layer: Path, digest: str) -> bool:
+    stamp = layer / ".build.json"
+    return stamp.is_file() and json.loads(stamp.read_text()).get("inputs") == digest
+
+
+def _stamp(layer: Path, digest: str, info: dict[str, object]) -> None:
+    (layer / ".build.json").write_text(json.dumps({"inputs": digest, **info}, indent=1))
+
+
+def tree_size(path: Path) -> int:
+    """Bytes of the files under ``path`` as Lambda counts them (unzipped, symlinks not followed)."""
+    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def build(target: Target, out_root: Path = DEFAULT_OUT) -> Path:
+    out = out_root / target.tag
+    out.mkdir(parents=True, exist_ok=True)
+    build_deps(target, out, out_root / f"wheels-{target.tag}")
+    build_models(out)
+    build_package(target, out)
+    sizes = {name: tree_size(out / name) for name in ("deps", "models", "rekface")}
+    (out / "BUILD.json").write_text(
+        json.dumps({"python": target.python, "arch": target.arch, "bytes": sizes}, indent=1)
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--python", default=os.environ.get("LAMBDA_PYTHON", "3.12"))
+    parser.add_argument(
+        "--arch", default=os.environ.get("LAMBDA_ARCH", "x86_64"), choices=ARCH_TAGS
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    out = build(Target(args.python, args.arch), args.out)
+    sizes = json.loads((out / "BUILD.json").read_text())["bytes"]
+    for name, size in sizes.items():
+        print(f"{out / name}: {size / 1e6:.1f} MB unzipped")
+    print(f"total: {sum(sizes.values()) / 1e6:.1f} MB (Lambda limit: 262.1 MB = 250 MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
