@@ -16,10 +16,9 @@ from rekface.adapters import wire
 from rekface.errors import (
     InternalServerError,
     RekognitionError,
-    UnknownOperationException,
 )
 from rekface.operations.context import Context
-from rekface.spec.operations import BY_NAME, TARGET_PREFIX
+from rekface.spec.operations import operation_from_target
 
 log = logging.getLogger("rekface")
 
@@ -29,16 +28,6 @@ class WireResponse:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
-
-
-def operation_from_target(target: str | None) -> str:
-    """``RekognitionService.DetectFaces`` -> ``DetectFaces``."""
-    if not target:
-        raise UnknownOperationException("Missing X-Amz-Target header")
-    prefix, _, name = target.partition(".")
-    if prefix + "." != TARGET_PREFIX or name not in BY_NAME:
-        raise UnknownOperationException(f"Unknown operation: {target}")
-    return name
 
 
 class Dispatcher:

@@ -11,13 +11,14 @@ context (engine, S3 client, store) is built on the first invocation and reused w
 
 from __future__ import annotations
 
-import base64
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from rekface.adapters import lambda_events
 from rekface.adapters.bootstrap import build_context
 from rekface.adapters.dispatch import Dispatcher, WireResponse
+from rekface.adapters.lambda_events import event_body, header, powertools
 
 _dispatcher: Dispatcher | None = None
 _lock = threading.Lock()
@@ -42,38 +43,14 @@ def reset() -> None:
         _dispatcher = None
 
 
-def event_body(event: dict[str, Any]) -> bytes:
-    body = event.get("body") or ""
-    if event.get("isBase64Encoded"):
-        return base64.b64decode(body)
-    return body.encode("utf-8") if isinstance(body, str) else bytes(body)
-
-
-def header(event: dict[str, Any], name: str) -> str | None:
-    """API Gateway keeps the client's header case; HTTP headers are case-insensitive."""
-    wanted = name.lower()
-    for key, value in (event.get("headers") or {}).items():
-        if key.lower() == wanted:
-            return value
-    return None
-
-
 def proxy_response(response: WireResponse) -> dict[str, Any]:
-    return {
-        "statusCode": response.status,
-        "headers": response.headers,
-        "body": response.body.decode("utf-8"),
-        "isBase64Encoded": False,
-    }
+    return lambda_events.proxy_response(response.status, response.headers, response.body)
 
 
 def make_handler(operation: str | None) -> LambdaHandler:
-    from aws_lambda_powertools import Logger, Metrics, Tracer
     from aws_lambda_powertools.metrics import MetricUnit
 
-    logger = Logger(service="rekface")
-    tracer = Tracer(service="rekface")
-    metrics = Metrics(namespace="rekface", service="rekface")
+    logger, tracer, metrics = powertools()
 
     @logger.inject_lambda_context(log_event=False)
     @tracer.capture_lambda_handler(capture_response=False)

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
+from rekface.errors import UnknownOperationException
+
 
 class Access(Enum):
     """What an operation does to the store (drives least-privilege IAM)."""
@@ -62,3 +64,16 @@ OPERATIONS: tuple[OperationInfo, ...] = (
 
 BY_NAME: dict[str, OperationInfo] = {op.name: op for op in OPERATIONS}
 TARGET_PREFIX = "RekognitionService."
+
+
+def operation_from_target(target: str | None) -> str:
+    """``RekognitionService.DetectFaces`` -> ``DetectFaces``.
+
+    Here rather than in the dispatcher so that the Lambda router of ``POST /`` can route without
+    importing the operations (and with them numpy and onnxruntime)."""
+    if not target:
+        raise UnknownOperationException("Missing X-Amz-Target header")
+    prefix, _, name = target.partition(".")
+    if prefix + "." != TARGET_PREFIX or name not in BY_NAME:
+        raise UnknownOperationException(f"Unknown operation: {target}")
+    return name
