@@ -1,5 +1,6 @@
-"""Lambda entry point of POST /: the Rekognition wire protocol, routed by X-Amz-Target."""
+"""Lambda entry point of POST /: the Rekognition wire protocol, routed by X-Amz-Target to the
+operation's own function (rekface.adapters.lambda_router says why it forwards, not runs)."""
 
-from rekface.adapters.lambda_api import make_handler
+from rekface.adapters.lambda_router import make_handler
 
-handler = make_handler(None)
+handler = make_handler()

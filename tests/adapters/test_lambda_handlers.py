@@ -10,9 +10,12 @@ from pathlib import Path
 
 import boto3
 import pytest
+from lambda_local import InProcessLambda
 from moto import mock_aws
 
 from rekface.adapters import lambda_api
+from rekface.adapters.lambda_router import Router
+from rekface.spec.operations import OPERATIONS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -81,14 +84,18 @@ def test_compare_faces_handler(samples):
 
 
 def test_wire_protocol_handler_routes_by_target(samples):
+    # On AWS, POST / forwards the event to the operation's own function (lambda_router).
+    router = Router({op.name: op.snake for op in OPERATIONS}, InProcessLambda().invoke)
     evt = event("wire_protocol_detect_faces")
-    status, _, body = invoke("wire_protocol", evt)
+    out = router.route(evt)
+    status, body = out["statusCode"], json.loads(out["body"])
     assert status == 200 and len(body["FaceDetails"]) == 1
     # header names arrive in any case through API Gateway
     evt["headers"] = {k.lower(): v for k, v in evt["headers"].items()}
-    assert invoke("wire_protocol", evt)[0] == 200
+    assert router.route(evt)["statusCode"] == 200
     evt["headers"]["x-amz-target"] = "RekognitionService.DetectLabels"
-    status, _, body = invoke("wire_protocol", evt)
+    out = router.route(evt)
+    status, body = out["statusCode"], json.loads(out["body"])
     assert status == 400 and body["__type"] == "UnknownOperationException"
 
 
