@@ -341,20 +341,11 @@ def check(tarball: Path, work: Path, model_dir: Path, out_dir: Path) -> None:
     x = x.astype(np.float32)
     inputs, result = work / "faceapi-input.bin", work / "faceapi-reference.json"
     x.astype("<f4").tofile(inputs)
-    subprocess.run(
-        [
-            node,
-            os.fspath(REFERENCE_SCRIPT),
-            os.fspath(bundle),
-            os.fspath(model_dir),
-            os.fspath(inputs),
-            str(n),
-            os.fspath(result),
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    cmd = [node, REFERENCE_SCRIPT, bundle, model_dir, inputs, str(n), result]
+    proc = subprocess.run([os.fspath(c) for c in cmd], capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        raise RecipeError(f"running face-api under Node failed:\n{tail}")
     ref = json.loads(result.read_text())
 
     def run(file: str) -> dict[str, np.ndarray]:

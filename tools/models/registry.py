@@ -65,7 +65,10 @@ class Package:
                 cmd = ["npm", "pack", "--silent", self.pin, "--pack-destination", str(dest)]
             else:
                 raise RecipeError(f"unknown registry {self.registry!r}")
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            try:
+                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            except (OSError, subprocess.CalledProcessError) as exc:
+                raise RecipeError(f"{self.pin}: download failed ({exc})") from exc
         if not path.is_file():
             raise RecipeError(f"{self.pin}: the registry client did not save {self.filename}")
         got = sha256_file(path)
