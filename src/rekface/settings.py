@@ -38,6 +38,8 @@ class Settings:
     token_secret: str = "rekface-local"
     # onnxruntime intra-op threads per session (0 = onnxruntime's default: one per core).
     threads: int = 0
+    # DynamoDB table of the S3 flows' idempotency records (AWS only; the CDK stack sets it).
+    idempotency_table: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -57,6 +59,7 @@ class Settings:
             table_name=env.get("REKFACE_TABLE_NAME") or "rekface",
             token_secret=env.get("REKFACE_TOKEN_SECRET") or "rekface-local",
             threads=_env_int(env, "REKFACE_THREADS", 0),
+            idempotency_table=env.get("REKFACE_IDEMPOTENCY_TABLE") or "",
         )
 
     def model_dirs(self) -> list[Path]:

@@ -1,0 +1,203 @@
+"""The S3 flows end to end against moto: put the object, hand the handler the ObjectCreated event,
+read the result object. Real models on real photos."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+from lambda_local import LambdaContext, event, load_handler
+from moto import mock_aws
+
+from rekface.adapters.lambda_s3 import (
+    IdempotencyGuard,
+    Job,
+    ObjectCreated,
+    Result,
+    S3Flows,
+    process,
+)
+from rekface.adapters.s3 import S3ImageFetcher
+from rekface.operations.context import Context
+
+BUCKET = "rekface-samples"
+SAME_A, SAME_B = "identities/Paul_Bremer/12.jpg", "identities/Paul_Bremer/5.jpg"
+OTHER = "identities/Kate_Capshaw/2.jpg"
+
+
+def s3_event(*objects: tuple[str, str]) -> dict[str, Any]:
+    """An ObjectCreated event (the shape of events/s3_*.json) for (key, etag) pairs."""
+    template = event("s3_compare_source")["Records"][0]
+    records = []
+    for key, etag in objects:
+        record = json.loads(json.dumps(template))
+        record["s3"]["bucket"]["name"] = BUCKET
+        record["s3"]["object"].update(key=key.replace(" ", "+"), eTag=etag)
+        records.append(record)
+    return {"Records": records}
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+@pytest.fixture
+def flows(s3, settings, engine) -> S3Flows:
+    ctx = Context(settings=settings, engine=engine, images=S3ImageFetcher(s3))
+    return S3Flows(ctx, s3)
+
+
+def put(s3, key: str, data: bytes) -> str:
+    return s3.put_object(Bucket=BUCKET, Key=key, Body=data)["ETag"]
+
+
+def result(s3, key: str) -> tuple[dict[str, Any], dict[str, str]]:
+    obj = s3.get_object(Bucket=BUCKET, Key=key)
+    return json.loads(obj["Body"].read()), obj["Metadata"]
+
+
+def keys(s3, prefix: str = "results/") -> list[str]:
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])]
+
+
+def test_compare_runs_once_both_images_exist(s3, flows, photo):
+    etag = put(s3, "compare/job 1/source.jpg", photo(SAME_A))
+    assert process(flows, s3_event(("compare/job 1/source.jpg", etag))) == []
+    assert keys(s3) == []  # waiting for the target
+
+    etag = put(s3, "compare/job 1/target.jpg", photo(SAME_B))
+    (job,) = process(flows, s3_event(("compare/job 1/target.jpg", etag)))
+    assert job.operation == "CompareFaces" and job.result_key == "results/compare/job 1.json"
+    body, meta = result(s3, "results/compare/job 1.json")
+    assert meta["status"] == "200" and meta["operation"] == "CompareFaces"
+    assert set(body) >= {"SourceImageFace", "FaceMatches", "UnmatchedFaces"}
+    assert body["FaceMatches"][0]["Similarity"] >= 80
+    assert 0 <= body["FaceMatches"][0]["Face"]["BoundingBox"]["Left"] <= 1
+
+    # A redelivered event answers the same, byte for byte.
+    first = s3.get_object(Bucket=BUCKET, Key="results/compare/job 1.json")["Body"].read()
+    process(flows, s3_event(("compare/job 1/target.jpg", etag)))
+    assert s3.get_object(Bucket=BUCKET, Key="results/compare/job 1.json")["Body"].read() == first
+
+
+def test_compare_of_two_people_has_no_match(s3, flows, photo):
+    put(s3, "compare/j2/source.png", photo(SAME_A))
+    etag = put(s3, "compare/j2/target.jpg", photo(OTHER))
+    process(flows, s3_event(("compare/j2/target.jpg", etag)))
+    body, _ = result(s3, "results/compare/j2.json")
+    assert body["FaceMatches"] == [] and body["UnmatchedFaces"]
+
+
+def test_a_bad_image_is_an_error_result_not_a_retry(s3, flows, photo):
+    put(s3, "compare/j3/source.jpg", b"this is not an image")
+    etag = put(s3, "compare/j3/target.jpg", photo(SAME_B))
+    process(flows, s3_event(("compare/j3/target.jpg", etag)))  # does not raise
+    body, meta = result(s3, "results/compare/j3.json")
+    assert body["__type"] == "InvalidImageFormatException" and body["Message"]
+    assert meta["status"] == "400"
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["compare/j4/other.jpg", "index/c1/deeper/x.jpg", "search/only-one-part.jpg", "index//x.jpg"],
+)
+def test_keys_off_the_layout_get_an_error_result(s3, flows, key):
+    etag = put(s3, key, b"x")
+    assert process(flows, s3_event((key, etag))) == []
+    body, meta = result(s3, f"results/{key}.json")
+    assert body["__type"] == "InvalidParameterException" and "layout" in body["Message"]
+    assert meta["status"] == "400"
+
+
+def test_results_and_foreign_keys_never_trigger_work(s3, flows):
+    for key in ("results/compare/j1.json", "photos/a.jpg"):
+        etag = put(s3, key, b"{}")
+        assert process(flows, s3_event((key, etag))) == []
+    assert keys(s3) == ["results/compare/j1.json"]  # nothing written back
+
+
+def test_a_server_fault_fails_the_invocation_after_the_other_records(s3, flows, photo):
+    put(s3, "compare/j5/source.jpg", photo(SAME_A))
+    etag = put(s3, "compare/j5/target.jpg", photo(SAME_B))
+    evt = s3_event(("compare/j5/target.jpg", etag))
+    broken = json.loads(json.dumps(evt["Records"][0]))
+    broken["s3"]["bucket"]["name"] = "no-such-bucket"  # S3 answers NoSuchBucket: not the client's
+    evt["Records"].insert(0, broken)
+    with pytest.raises(Exception, match="NoSuchBucket"):
+        process(flows, evt)
+    assert "results/compare/j5.json" in keys(s3)  # the good record was still processed
+
+
+def test_idempotency_guard_runs_a_job_once(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        guard = IdempotencyGuard(_persistence(_idempotency_table()))
+        guard.bind(LambdaContext())
+        calls: list[int] = []
+
+        def compute() -> Result:
+            calls.append(1)
+            return Result(200, {"FaceRecords": [{"Face": {"FaceId": f"id-{len(calls)}"}}]})
+
+        job = Job("IndexFaces", {}, "results/index/c/a.jpg.json", ObjectCreated(BUCKET, "k", "e1"))
+        first = guard.run(job, compute)
+        again = guard.run(job, compute)
+        assert calls == [1] and again == first
+        # Another upload (new ETag) of the same key is new work.
+        other = Job("IndexFaces", {}, "r", ObjectCreated(BUCKET, "k", "e2"))
+        assert guard.run(other, compute).body["FaceRecords"][0]["Face"]["FaceId"] == "id-2"
+
+
+def test_idempotency_guard_forgets_a_failed_attempt(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        guard = IdempotencyGuard(_persistence(_idempotency_table()))
+        guard.bind(LambdaContext())
+        job = Job("IndexFaces", {}, "r", ObjectCreated(BUCKET, "k", "e1"))
+
+        def boom() -> Result:
+            raise RuntimeError("DynamoDB throttled")
+
+        with pytest.raises(RuntimeError):
+            guard.run(job, boom)
+        assert guard.run(job, lambda: Result(200, {"ok": True})).body == {"ok": True}
+
+
+def test_the_s3_events_function_with_the_sample_events(s3, photo, monkeypatch):
+    """functions/s3_events/app.py as deployed: built from the environment, fed events/*.json."""
+    monkeypatch.setenv("REKFACE_IDEMPOTENCY_TABLE", _idempotency_table())
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    handler = load_handler("s3_events")
+    put(s3, "compare/job-1/source.jpg", photo(SAME_A))
+    put(s3, "compare/job-1/target.jpg", photo(SAME_B))
+    out = handler(event("s3_compare_source"), LambdaContext())
+    assert out == {
+        "processed": [{"operation": "CompareFaces", "result": "results/compare/job-1.json"}]
+    }
+    body, _ = result(s3, "results/compare/job-1.json")
+    assert body["FaceMatches"][0]["Similarity"] >= 80
+
+
+def _idempotency_table() -> str:
+    """The idempotency table as the stack creates it (partition key ``id``, TTL ``expiration``)."""
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    ddb.create_table(
+        TableName="rekface-idempotency",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return "rekface-idempotency"
+
+
+def _persistence(table: str):
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+    return DynamoDBPersistenceLayer(table_name=table)
