@@ -16,8 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # benchmarks.shared_faces is shared with the benchmarks
 
 from benchmarks.shared_faces import SHARED_FACES  # noqa: E402
+from rekface.adapters.bootstrap import build_context  # noqa: E402
 from rekface.adapters.dispatch import Dispatcher  # noqa: E402
-from rekface.adapters.s3 import S3ImageFetcher  # noqa: E402
 from rekface.adapters.server import make_server, serve_in_thread  # noqa: E402
 from rekface.engine.faces import FaceEngine  # noqa: E402
 from rekface.operations.context import Context  # noqa: E402
@@ -59,7 +59,8 @@ def engine(settings: Settings) -> FaceEngine:
 
 @pytest.fixture(scope="session")
 def ctx(settings: Settings, engine: FaceEngine) -> Context:
-    return Context(settings=settings, engine=engine, images=S3ImageFetcher())
+    # The embedded store in the session's tmp data dir, as `rekface serve --data-dir` builds it.
+    return build_context(settings, engine=engine)
 
 
 @pytest.fixture(scope="session")

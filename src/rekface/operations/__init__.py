@@ -13,7 +13,19 @@ from typing import Any
 from rekface.errors import UnknownOperationException
 from rekface.operations.compare_faces import compare_faces
 from rekface.operations.context import Context
+from rekface.operations.create_collection import create_collection
+from rekface.operations.delete_collection import delete_collection
+from rekface.operations.delete_faces import delete_faces
+from rekface.operations.describe_collection import describe_collection
 from rekface.operations.detect_faces import detect_faces
+from rekface.operations.index_faces import index_faces
+from rekface.operations.list_collections import list_collections
+from rekface.operations.list_faces import list_faces
+from rekface.operations.list_tags_for_resource import list_tags_for_resource
+from rekface.operations.search_faces import search_faces
+from rekface.operations.search_faces_by_image import search_faces_by_image
+from rekface.operations.tag_resource import tag_resource
+from rekface.operations.untag_resource import untag_resource
 from rekface.spec.operations import BY_NAME
 from rekface.spec.validate import validate_request
 
@@ -22,6 +34,18 @@ Handler = Callable[[Context, dict[str, Any]], dict[str, Any]]
 HANDLERS: dict[str, Handler] = {
     "DetectFaces": detect_faces,
     "CompareFaces": compare_faces,
+    "CreateCollection": create_collection,
+    "DescribeCollection": describe_collection,
+    "ListCollections": list_collections,
+    "DeleteCollection": delete_collection,
+    "IndexFaces": index_faces,
+    "ListFaces": list_faces,
+    "DeleteFaces": delete_faces,
+    "SearchFaces": search_faces,
+    "SearchFacesByImage": search_faces_by_image,
+    "TagResource": tag_resource,
+    "UntagResource": untag_resource,
+    "ListTagsForResource": list_tags_for_resource,
 }
 
 

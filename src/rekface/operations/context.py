@@ -4,12 +4,14 @@ bootstrap (``rekface.adapters.bootstrap``). Operations never branch on where the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from rekface.settings import Settings
 
 if TYPE_CHECKING:
     from rekface.engine.faces import FaceEngine
+    from rekface.search.base import SearchBackend
+    from rekface.stores.base import Store
 
 
 class ImageFetcher(Protocol):
@@ -24,7 +26,8 @@ class Context:
     settings: Settings
     engine: FaceEngine
     images: ImageFetcher
-    store: Any = None  # rekface.stores.base.Store, for the collection and user operations
+    store: Store = None  # type: ignore[assignment]  # collections, faces, users, tags
+    search: SearchBackend = None  # type: ignore[assignment]  # face search over a collection
 
     @property
     def region(self) -> str:

@@ -1,0 +1,67 @@
+"""The search-backend interface.
+
+A backend answers "which faces of this collection are closest to this embedding" in cosine
+(the operations turn cosines into calibrated Similarity and thresholds into cosines, through
+``rekface.engine.calibrate``, so every backend ranks and filters alike). The store (SQLite or
+DynamoDB) stays the source of truth for collections, faces and users; a backend is told of every
+write after the store committed it (``faces_added``, ``faces_deleted``, ``collection_deleted``), and
+must stay correct if a notice is lost (another process wrote): the in-memory backend compares the
+collection's version, which every write bumps in the same atomic write as the faces. Backends on
+an external engine (S3 Vectors, pgvector: issue 13) implement the same methods and use the
+notices to keep their index in step.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from rekface.stores.base import Store
+from rekface.stores.records import (
+    AddFacesResult,
+    CollectionRecord,
+    DeleteFacesResult,
+    FaceRecord,
+)
+
+
+@dataclass(frozen=True)
+class CosineMatch:
+    face: FaceRecord  # without its embedding
+    cosine: float
+
+
+class SearchBackend(ABC):
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @abstractmethod
+    def search(
+        self,
+        collection: CollectionRecord,
+        embedding: np.ndarray,
+        max_faces: int,
+        min_cosine: float,
+        exclude_face_id: str | None = None,
+    ) -> list[CosineMatch]:
+        """The ``max_faces`` faces with the highest cosine to ``embedding``, all >= min_cosine,
+        highest first (ties by FaceId), without ``exclude_face_id``. ``collection`` is the record
+        the caller just read from the store: the answer reflects at least that version."""
+
+    def face_embedding(self, collection: CollectionRecord, face_id: str) -> np.ndarray | None:
+        """A stored face's embedding (SearchFaces), None if the collection has no such face."""
+        face = self.store.get_face(collection, face_id)
+        return None if face is None else face.embedding
+
+    # Notices of committed writes (no-ops unless a backend keeps its own copy of the data).
+
+    def faces_added(self, result: AddFacesResult) -> None:  # noqa: B027
+        pass
+
+    def faces_deleted(self, result: DeleteFacesResult) -> None:  # noqa: B027
+        pass
+
+    def collection_deleted(self, collection: CollectionRecord) -> None:  # noqa: B027
+        pass

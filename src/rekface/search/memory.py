@@ -1,0 +1,222 @@
+"""The in-memory exact backend: each process keeps each searched collection's faces as columns
+(a float32 embedding matrix plus compact metadata, ~0.6 KB per face) and searches them exactly.
+
+Coherence: an entry is stamped with the collection's incarnation and version. Every search gets
+the collection record the operation just read (that read is the only store access of a warm
+search); an entry older than that record is reloaded from the store (once, however many threads
+search at the same time). Writes made by this process are applied to the entry in place when they
+directly follow the entry's version (``faces_added``/``faces_deleted``), so `rekface serve` never
+reloads; other processes' writes show up as a newer version and trigger a reload.
+
+Readers never see a half-applied change: appends go into spare capacity past the rows a reader
+took, and deletions build new arrays. Entries are evicted least-recently-used beyond
+``max_bytes``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from rekface.search.base import CosineMatch, SearchBackend
+from rekface.search.exact import top_k
+from rekface.stores.base import Store
+from rekface.stores.records import (
+    AddFacesResult,
+    CollectionRecord,
+    DeleteFacesResult,
+    FaceTable,
+)
+
+DEFAULT_MAX_BYTES = 4 << 30
+_GROWTH = 1.25
+
+
+def _row_bytes(table: FaceTable) -> int:
+    per_row = sum(
+        a.itemsize * (a.shape[1] if a.ndim == 2 else 1)
+        for a in (
+            table.embeddings,
+            table.face_ids,
+            table.image_ids,
+            table.external_ids,
+            table.user_ids,
+            table.boxes,
+            table.confidences,
+        )
+    )
+    return per_row
+
+
+def _take(table: FaceTable, rows: np.ndarray | slice) -> FaceTable:
+    return FaceTable(
+        face_ids=table.face_ids[rows],
+        image_ids=table.image_ids[rows],
+        external_ids=table.external_ids[rows],
+        user_ids=table.user_ids[rows],
+        boxes=table.boxes[rows],
+        confidences=table.confidences[rows],
+        embeddings=table.embeddings[rows],
+    )
+
+
+@dataclass
+class _Entry:
+    incarnation: str
+    version: int
+    buffer: FaceTable  # capacity rows; rows [0, n) are live
+    n: int
+
+    def view(self) -> FaceTable:
+        return _take(self.buffer, slice(0, self.n))
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.buffer) * _row_bytes(self.buffer)
+
+    def append(self, added: FaceTable) -> None:
+        need = self.n + len(added)
+        if need > len(self.buffer):
+            grown = FaceTable.empty(max(need, int(len(self.buffer) * _GROWTH) + 16))
+            _copy_into(grown, 0, self.view())
+            self.buffer = grown
+        _copy_into(self.buffer, self.n, added)
+        self.n = need
+
+    def remove(self, face_ids: list[str]) -> None:
+        live = self.view()
+        gone = np.isin(live.face_ids, np.array(face_ids, "S36"))
+        if gone.any():
+            self.buffer = _take(live, np.flatnonzero(~gone))  # a copy: readers keep the old one
+            self.n = len(self.buffer)
+
+
+def _copy_into(dst: FaceTable, at: int, src: FaceTable) -> None:
+    end = at + len(src)
+    dst.face_ids[at:end] = src.face_ids
+    dst.image_ids[at:end] = src.image_ids
+    dst.external_ids[at:end] = src.external_ids
+    dst.user_ids[at:end] = src.user_ids
+    dst.boxes[at:end] = src.boxes
+    dst.confidences[at:end] = src.confidences
+    dst.embeddings[at:end] = src.embeddings
+
+
+class InMemoryExactSearch(SearchBackend):
+    def __init__(self, store: Store, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        super().__init__(store)
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._lock = threading.Lock()  # guards _entries and every entry's fields
+        self._loading: dict[str, threading.Lock] = {}
+        self.loads = 0  # how many times a collection was (re)loaded from the store
+
+    # -----------------------------------------------------------------------------------------
+
+    def table(self, collection: CollectionRecord) -> FaceTable:
+        """The collection's faces as of at least ``collection.version``."""
+        snapshot = self._fresh(collection)
+        if snapshot is not None:
+            return snapshot
+        with self._lock:
+            loading = self._loading.setdefault(collection.collection_id, threading.Lock())
+        with loading:  # one load per collection at a time; the others wait and reuse it
+            snapshot = self._fresh(collection)
+            if snapshot is not None:
+                return snapshot
+            table, record = self.store.load_faces(collection)
+            self.loads += 1
+            entry = _Entry(record.incarnation, record.version, table, len(table))
+            with self._lock:
+                self._entries[collection.collection_id] = entry
+                self._entries.move_to_end(collection.collection_id)
+                self._evict()
+                return entry.view()
+
+    def _fresh(self, collection: CollectionRecord) -> FaceTable | None:
+        with self._lock:
+            entry = self._entries.get(collection.collection_id)
+            if (
+                entry is None
+                or entry.incarnation != collection.incarnation
+                or entry.version < collection.version
+            ):
+                return None
+            self._entries.move_to_end(collection.collection_id)
+            return entry.view()
+
+    def _evict(self) -> None:
+        total = sum(e.nbytes for e in self._entries.values())
+        while total > self.max_bytes and len(self._entries) > 1:
+            _, entry = self._entries.popitem(last=False)
+            total -= entry.nbytes
+
+    def memory_bytes(self) -> int:
+        with self._lock:
+            return sum(e.nbytes for e in self._entries.values())
+
+    # -----------------------------------------------------------------------------------------
+
+    def search(
+        self,
+        collection: CollectionRecord,
+        embedding: np.ndarray,
+        max_faces: int,
+        min_cosine: float,
+        exclude_face_id: str | None = None,
+    ) -> list[CosineMatch]:
+        table = self.table(collection)
+        exclude = None
+        if exclude_face_id is not None:
+            hits = np.flatnonzero(table.face_ids == exclude_face_id.encode("ascii"))
+            exclude = int(hits[0]) if len(hits) else None
+        rows, cosines = top_k(
+            table.embeddings, embedding, max_faces, min_cosine, table.face_ids, exclude
+        )
+        return [
+            CosineMatch(table.record(int(r)), float(c)) for r, c in zip(rows, cosines, strict=True)
+        ]
+
+    def face_embedding(self, collection: CollectionRecord, face_id: str) -> np.ndarray | None:
+        table = self.table(collection)
+        hits = np.flatnonzero(table.face_ids == face_id.encode("ascii"))
+        return table.embeddings[int(hits[0])].copy() if len(hits) else None
+
+    # -----------------------------------------------------------------------------------------
+    # This process's own writes
+
+    def _follows(self, entry: _Entry | None, incarnation: str, versions: list[int]) -> bool:
+        """The write's versions directly follow the entry's: the delta is exactly that write."""
+        return (
+            entry is not None
+            and bool(versions)
+            and entry.incarnation == incarnation
+            and entry.version == versions[0] - 1
+            and versions == list(range(versions[0], versions[0] + len(versions)))
+        )
+
+    def faces_added(self, result: AddFacesResult) -> None:
+        collection = result.collection
+        with self._lock:
+            entry = self._entries.get(collection.collection_id)
+            if self._follows(entry, collection.incarnation, result.versions):
+                assert entry is not None
+                entry.append(FaceTable.from_records(result.added))
+                entry.version = result.versions[-1]
+                self._evict()
+
+    def faces_deleted(self, result: DeleteFacesResult) -> None:
+        collection = result.collection
+        with self._lock:
+            entry = self._entries.get(collection.collection_id)
+            if self._follows(entry, collection.incarnation, result.versions):
+                assert entry is not None
+                entry.remove(result.deleted)
+                entry.version = result.versions[-1]
+
+    def collection_deleted(self, collection: CollectionRecord) -> None:
+        with self._lock:
+            self._entries.pop(collection.collection_id, None)

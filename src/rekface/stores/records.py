@@ -1,0 +1,145 @@
+"""What the stores keep, as plain records. Operations map these to the API's JSON; backends map
+them to rows (SQLite) or items (DynamoDB). No record knows about either."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+
+# A face's bounding box as Rekognition reports it: ratios of the image (Width, Height, Left, Top).
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class CollectionRecord:
+    collection_id: str
+    # A fresh random id per CreateCollection. Every face, user and token of the collection is keyed
+    # by it, so a collection deleted and re-created under the same id never sees the old items,
+    # even while they are still being purged.
+    incarnation: str
+    created: float  # epoch seconds
+    face_model_version: str
+    face_count: int
+    user_count: int
+    # Bumped by exactly one in the same atomic write as every change of the collection's faces
+    # (or of their UserIds): the search cache compares it to decide whether to reload.
+    version: int
+
+
+@dataclass(frozen=True)
+class CollectionListing:
+    """What ListCollections shows of a collection."""
+
+    collection_id: str
+    face_model_version: str
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    face_id: str
+    image_id: str
+    external_image_id: str | None
+    box: Box
+    confidence: float
+    user_id: str | None = None
+    embedding: np.ndarray | None = field(default=None, repr=False, compare=False)  # [128] f32
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """A user of a collection (issue 11 builds the operations): its faces carry its UserId."""
+
+    user_id: str
+    status: str  # CREATED | UPDATING | ACTIVE | CREATING
+    face_count: int
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_token: str | None
+
+
+@dataclass(frozen=True)
+class AddFacesResult:
+    collection: CollectionRecord  # as of right after the write
+    added: list[FaceRecord]  # newly stored faces (a re-indexed image adds none)
+    versions: list[int]  # the collection version each atomic write produced, in order
+
+
+@dataclass(frozen=True)
+class FaceDeletion:
+    face_id: str
+    reasons: list[str]  # FACE_NOT_FOUND | ASSOCIATED_TO_AN_EXISTING_USER
+    user_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DeleteFacesResult:
+    collection: CollectionRecord
+    deleted: list[str]
+    unsuccessful: list[FaceDeletion]
+    versions: list[int]
+
+
+@dataclass
+class FaceTable:
+    """A collection's faces as columns, for the search process: ~0.6 KB per face.
+
+    Rows are in no particular order. ``face_ids`` and ``image_ids`` are ASCII bytes (S36);
+    ``external_ids`` and ``user_ids`` hold one Python object per row (None or a str, shared
+    between the faces of one image).
+    """
+
+    face_ids: np.ndarray  # [N] S36
+    image_ids: np.ndarray  # [N] S36
+    external_ids: np.ndarray  # [N] object
+    user_ids: np.ndarray  # [N] object
+    boxes: np.ndarray  # [N, 4] float32 Width, Height, Left, Top
+    confidences: np.ndarray  # [N] float32
+    embeddings: np.ndarray  # [N, 128] float32, unit rows
+
+    def __len__(self) -> int:
+        return len(self.face_ids)
+
+    @classmethod
+    def from_records(cls, faces: list[FaceRecord]) -> FaceTable:
+        n = len(faces)
+        table = cls.empty(n)
+        for i, f in enumerate(faces):
+            table.face_ids[i] = f.face_id.encode("ascii")
+            table.image_ids[i] = f.image_id.encode("ascii")
+            table.external_ids[i] = f.external_image_id
+            table.user_ids[i] = f.user_id
+            table.boxes[i] = f.box
+            table.confidences[i] = f.confidence
+            assert f.embedding is not None
+            table.embeddings[i] = f.embedding
+        return table
+
+    @classmethod
+    def empty(cls, n: int = 0) -> FaceTable:
+        return cls(
+            face_ids=np.zeros(n, "S36"),
+            image_ids=np.zeros(n, "S36"),
+            external_ids=np.full(n, None, object),
+            user_ids=np.full(n, None, object),
+            boxes=np.zeros((n, 4), np.float32),
+            confidences=np.zeros(n, np.float32),
+            embeddings=np.zeros((n, 128), np.float32),
+        )
+
+    def record(self, i: int) -> FaceRecord:
+        w, h, left, top = (float(v) for v in self.boxes[i])
+        return FaceRecord(
+            face_id=self.face_ids[i].decode("ascii"),
+            image_id=self.image_ids[i].decode("ascii"),
+            external_image_id=self.external_ids[i],
+            box=(w, h, left, top),
+            confidence=float(self.confidences[i]),
+            user_id=self.user_ids[i],
+        )

@@ -1,0 +1,451 @@
+"""The embedded store of `rekface serve`: one SQLite file, ``<data_dir>/rekface.db``.
+
+WAL journal (readers never wait for the writer; a crash loses at most the last commit), one
+connection per thread, every write one ``BEGIN IMMEDIATE`` transaction, so FaceCount and the
+collection version change in the same commit as the faces. Several processes may share the file.
+
+Tables (every item of a collection is keyed by its incarnation, see ``base``)::
+
+    collections(collection_id PK, incarnation UNIQUE, created, face_model_version,
+                face_count, user_count, version)
+    tags(incarnation, key, value)                           PK (incarnation, key)
+    faces(incarnation, face_id, image_id, external_image_id, box BLOB 4xf32, confidence,
+          user_id NULL, embedding BLOB 128xf32)             PK (incarnation, face_id)
+    users(incarnation, user_id, status, face_count, created) PK (incarnation, user_id)
+    requests(incarnation, operation, token, request_digest, response, expires)
+                                                            PK (incarnation, operation, token)
+    purges(incarnation PK, collection_id, retired)          DeleteCollection tombstones
+
+``users`` and ``requests`` (ClientRequestToken idempotency) are the user operations' (issue 11);
+they are created here so that the schema and DeleteCollection's purge already cover them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from rekface.stores.base import CollectionGone, QuotaExceeded, Store, TooManyTags
+from rekface.stores.records import (
+    AddFacesResult,
+    CollectionListing,
+    CollectionRecord,
+    FaceRecord,
+    FaceTable,
+)
+
+DB_FILE = "rekface.db"
+PURGE_BATCH = 5000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS collections (
+    collection_id TEXT PRIMARY KEY,
+    incarnation TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL,
+    face_model_version TEXT NOT NULL,
+    face_count INTEGER NOT NULL DEFAULT 0,
+    user_count INTEGER NOT NULL DEFAULT 0,
+    version INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS tags (
+    incarnation TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (incarnation, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS faces (
+    incarnation TEXT NOT NULL,
+    face_id TEXT NOT NULL,
+    image_id TEXT NOT NULL,
+    external_image_id TEXT,
+    box BLOB NOT NULL,
+    confidence REAL NOT NULL,
+    user_id TEXT,
+    embedding BLOB NOT NULL,
+    PRIMARY KEY (incarnation, face_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS faces_by_user ON faces (incarnation, user_id, face_id)
+    WHERE user_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS users (
+    incarnation TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    face_count INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    PRIMARY KEY (incarnation, user_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS requests (
+    incarnation TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    token TEXT NOT NULL,
+    request_digest TEXT NOT NULL,
+    response TEXT NOT NULL,
+    expires REAL NOT NULL,
+    PRIMARY KEY (incarnation, operation, token)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS purges (
+    incarnation TEXT PRIMARY KEY,
+    collection_id TEXT NOT NULL,
+    retired REAL NOT NULL
+);
+"""
+
+# Tables whose rows belong to one incarnation, in purge order.
+_INCARNATION_TABLES = ("faces", "users", "requests", "tags")
+_PURGE_KEYS = {
+    "faces": "face_id",
+    "users": "user_id",
+    "requests": "operation || '/' || token",
+    "tags": "key",
+}
+_FACE_COLUMNS = "face_id, image_id, external_image_id, box, confidence, user_id"
+
+
+class SqliteStore(Store):
+    def __init__(self, path: Path, token_secret: str) -> None:
+        super().__init__(token_secret)
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        conn = self._conn()
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(_SCHEMA)
+
+    @classmethod
+    def in_dir(cls, data_dir: Path, token_secret: str) -> SqliteStore:
+        return cls(Path(data_dir) / DB_FILE, token_secret)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE for writes).
+            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable at checkpoints
+            conn.execute("PRAGMA foreign_keys=OFF")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """One snapshot for several SELECTs."""
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    # -----------------------------------------------------------------------------------------
+    # Collections
+
+    def _insert_collection(self, record: CollectionRecord, tags: dict[str, str]) -> bool:
+        with self._write() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO collections VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.collection_id,
+                        record.incarnation,
+                        record.created,
+                        record.face_model_version,
+                        record.face_count,
+                        record.user_count,
+                        record.version,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                return False
+            conn.executemany(
+                "INSERT INTO tags VALUES (?, ?, ?)",
+                [(record.incarnation, k, v) for k, v in tags.items()],
+            )
+        return True
+
+    @staticmethod
+    def _collection(row: tuple | None) -> CollectionRecord | None:
+        if row is None:
+            return None
+        return CollectionRecord(*row)
+
+    def _read_collection(self, collection_id: str) -> CollectionRecord | None:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT collection_id, incarnation, created, face_model_version, face_count, "
+                "user_count, version FROM collections WHERE collection_id = ?",
+                (collection_id,),
+            )
+            .fetchone()
+        )
+        return self._collection(row)
+
+    def _current(self, conn: sqlite3.Connection, collection: CollectionRecord) -> CollectionRecord:
+        row = conn.execute(
+            "SELECT collection_id, incarnation, created, face_model_version, face_count, "
+            "user_count, version FROM collections WHERE incarnation = ?",
+            (collection.incarnation,),
+        ).fetchone()
+        if row is None:
+            raise CollectionGone()
+        return CollectionRecord(*row)
+
+    def _scan_collections(self, after: str | None, limit: int) -> list[CollectionListing]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT collection_id, face_model_version FROM collections "
+                "WHERE collection_id > ? ORDER BY collection_id LIMIT ?",
+                (after or "", limit),
+            )
+            .fetchall()
+        )
+        return [CollectionListing(*r) for r in rows]
+
+    def _retire_collection(self, record: CollectionRecord) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(
+                "DELETE FROM collections WHERE collection_id = ? AND incarnation = ?",
+                (record.collection_id, record.incarnation),
+            )
+            if cur.rowcount == 0:
+                return False
+            conn.execute(
+                "INSERT OR REPLACE INTO purges VALUES (?, ?, ?)",
+                (record.incarnation, record.collection_id, time.time()),
+            )
+        return True
+
+    def _purge_batch(self, incarnation: str) -> bool:
+        for table in _INCARNATION_TABLES:
+            key = _PURGE_KEYS[table]
+            with self._write() as conn:
+                cur = conn.execute(
+                    f"DELETE FROM {table} WHERE incarnation = ? AND {key} IN "
+                    f"(SELECT {key} FROM {table} WHERE incarnation = ? LIMIT ?)",
+                    (incarnation, incarnation, PURGE_BATCH),
+                )
+            if cur.rowcount:
+                return True
+        return False
+
+    def _drop_tombstone(self, incarnation: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM purges WHERE incarnation = ?", (incarnation,))
+
+    def _tombstones(self) -> Iterable[str]:
+        return [r[0] for r in self._conn().execute("SELECT incarnation FROM purges").fetchall()]
+
+    # -----------------------------------------------------------------------------------------
+    # Faces
+
+    @staticmethod
+    def _face(row: tuple, embedding: bytes | None = None) -> FaceRecord:
+        face_id, image_id, external, box, confidence, user_id = row
+        w, h, left, top = (float(v) for v in np.frombuffer(box, "<f4"))
+        return FaceRecord(
+            face_id=face_id,
+            image_id=image_id,
+            external_image_id=external,
+            box=(w, h, left, top),
+            confidence=confidence,
+            user_id=user_id,
+            embedding=None if embedding is None else np.frombuffer(embedding, "<f4").copy(),
+        )
+
+    def _insert_faces(
+        self, collection: CollectionRecord, faces: list[FaceRecord]
+    ) -> AddFacesResult:
+        with self._write() as conn:
+            current = self._current(conn, collection)
+            added = self._insert_face_rows(conn, collection.incarnation, faces)
+            if not added:
+                return AddFacesResult(current, [], [])
+            if current.face_count + len(added) > self.max_faces_per_collection:
+                raise QuotaExceeded()
+            after = self._bump(conn, current, faces=len(added))
+        return AddFacesResult(after, added, [after.version])
+
+    def _insert_face_rows(
+        self, conn: sqlite3.Connection, incarnation: str, faces: list[FaceRecord]
+    ) -> list[FaceRecord]:
+        added = []
+        for f in faces:
+            assert f.embedding is not None
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO faces VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    incarnation,
+                    f.face_id,
+                    f.image_id,
+                    f.external_image_id,
+                    np.asarray(f.box, "<f4").tobytes(),
+                    f.confidence,
+                    f.user_id,
+                    np.asarray(f.embedding, "<f4").tobytes(),
+                ),
+            )
+            if cur.rowcount:
+                added.append(f)
+        return added
+
+    def _bump(
+        self, conn: sqlite3.Connection, current: CollectionRecord, faces: int
+    ) -> CollectionRecord:
+        conn.execute(
+            "UPDATE collections SET face_count = face_count + ?, version = version + 1 "
+            "WHERE incarnation = ?",
+            (faces, current.incarnation),
+        )
+        return self._current(conn, current)
+
+    def _read_faces(
+        self, collection: CollectionRecord, face_ids: list[str], embeddings: bool
+    ) -> list[FaceRecord]:
+        if not face_ids:
+            return []
+        marks = ",".join("?" * len(face_ids))
+        extra = ", embedding" if embeddings else ""
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {_FACE_COLUMNS}{extra} FROM faces "
+                f"WHERE incarnation = ? AND face_id IN ({marks})",
+                (collection.incarnation, *face_ids),
+            )
+            .fetchall()
+        )
+        if embeddings:
+            return [self._face(r[:6], r[6]) for r in rows]
+        return [self._face(r) for r in rows]
+
+    def _scan_faces(
+        self, collection: CollectionRecord, after: str | None, limit: int
+    ) -> list[FaceRecord]:
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {_FACE_COLUMNS} FROM faces WHERE incarnation = ? AND face_id > ? "
+                "ORDER BY face_id LIMIT ?",
+                (collection.incarnation, after or "", limit),
+            )
+            .fetchall()
+        )
+        return [self._face(r) for r in rows]
+
+    def _scan_user_faces(
+        self, collection: CollectionRecord, user_id: str, after: str | None, limit: int
+    ) -> list[FaceRecord]:
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {_FACE_COLUMNS} FROM faces WHERE incarnation = ? AND user_id = ? "
+                "AND face_id > ? ORDER BY face_id LIMIT ?",
+                (collection.incarnation, user_id, after or "", limit),
+            )
+            .fetchall()
+        )
+        return [self._face(r) for r in rows]
+
+    def _remove_faces(
+        self, collection: CollectionRecord, face_ids: list[str]
+    ) -> tuple[list[str], list[int], CollectionRecord]:
+        with self._write() as conn:
+            current = self._current(conn, collection)
+            removed = []
+            for face_id in face_ids:
+                cur = conn.execute(
+                    "DELETE FROM faces WHERE incarnation = ? AND face_id = ? AND user_id IS NULL",
+                    (collection.incarnation, face_id),
+                )
+                if cur.rowcount:
+                    removed.append(face_id)
+            if not removed:
+                return [], [], current
+            after = self._bump(conn, current, faces=-len(removed))
+        return removed, [after.version], after
+
+    def _load_face_table(
+        self, collection: CollectionRecord
+    ) -> tuple[FaceTable, CollectionRecord] | None:
+        with self._read() as conn:
+            try:
+                current = self._current(conn, collection)
+            except CollectionGone:
+                return None
+            rows = conn.execute(
+                "SELECT face_id, image_id, external_image_id, user_id, box, confidence, "
+                "embedding FROM faces WHERE incarnation = ?",
+                (collection.incarnation,),
+            ).fetchall()
+        return _table(rows), current
+
+    # -----------------------------------------------------------------------------------------
+    # Tags
+
+    def _update_tags(
+        self, record: CollectionRecord, put: dict[str, str], remove: list[str], max_tags: int
+    ) -> None:
+        with self._write() as conn:
+            self._current(conn, record)
+            conn.executemany(
+                "INSERT OR REPLACE INTO tags VALUES (?, ?, ?)",
+                [(record.incarnation, k, v) for k, v in put.items()],
+            )
+            conn.executemany(
+                "DELETE FROM tags WHERE incarnation = ? AND key = ?",
+                [(record.incarnation, k) for k in remove],
+            )
+            (count,) = conn.execute(
+                "SELECT COUNT(*) FROM tags WHERE incarnation = ?", (record.incarnation,)
+            ).fetchone()
+            if count > max_tags:
+                raise TooManyTags()  # rolls the transaction back
+
+    def _read_tags(self, record: CollectionRecord) -> dict[str, str] | None:
+        with self._read() as conn:
+            try:
+                self._current(conn, record)
+            except CollectionGone:
+                return None
+            rows = conn.execute(
+                "SELECT key, value FROM tags WHERE incarnation = ?", (record.incarnation,)
+            ).fetchall()
+        return dict(rows)
+
+
+def _table(rows: list[tuple]) -> FaceTable:
+    """Rows (face_id, image_id, external_image_id, user_id, box, confidence, embedding) ->
+    columns, with one str object per distinct ExternalImageId / UserId."""
+    n = len(rows)
+    if n == 0:
+        return FaceTable.empty()
+    face_ids, image_ids, externals, users, boxes, confidences, embeddings = zip(*rows, strict=True)
+    interned: dict[str, str] = {}
+    return FaceTable(
+        face_ids=np.array(face_ids, "S36"),
+        image_ids=np.array(image_ids, "S36"),
+        external_ids=np.array(
+            [interned.setdefault(e, e) if e else None for e in externals], object
+        ),
+        user_ids=np.array([interned.setdefault(u, u) if u else None for u in users], object),
+        boxes=np.frombuffer(b"".join(boxes), "<f4").reshape(n, 4).copy(),
+        confidences=np.array(confidences, np.float32),
+        embeddings=np.frombuffer(b"".join(embeddings), "<f4").reshape(n, 128).copy(),
+    )
