@@ -4,6 +4,7 @@ read the result object. Real models on real photos."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -11,6 +12,9 @@ import pytest
 from lambda_local import LambdaContext, event, load_handler
 from moto import mock_aws
 
+from rekface import operations
+from rekface.adapters import lambda_api
+from rekface.adapters.bootstrap import build_store
 from rekface.adapters.lambda_s3 import (
     IdempotencyGuard,
     Job,
@@ -21,6 +25,8 @@ from rekface.adapters.lambda_s3 import (
 )
 from rekface.adapters.s3 import S3ImageFetcher
 from rekface.operations.context import Context
+from rekface.search.memory import InMemoryExactSearch
+from rekface.stores.dynamodb import create_table
 
 BUCKET = "rekface-samples"
 SAME_A, SAME_B = "identities/Paul_Bremer/12.jpg", "identities/Paul_Bremer/5.jpg"
@@ -170,19 +176,107 @@ def test_idempotency_guard_forgets_a_failed_attempt(monkeypatch):
         assert guard.run(job, lambda: Result(200, {"ok": True})).body == {"ok": True}
 
 
-def test_the_s3_events_function_with_the_sample_events(s3, photo, monkeypatch):
-    """functions/s3_events/app.py as deployed: built from the environment, fed events/*.json."""
+@pytest.fixture
+def aws_flows(s3, settings, engine) -> S3Flows:
+    """The flows as on AWS: DynamoDB store and idempotency table (moto), S3 (moto)."""
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    create_table(ddb, "rekface")
+    aws = replace(settings, store="dynamodb", table_name="rekface")
+    store = build_store(aws, ddb)
+    ctx = Context(aws, engine, S3ImageFetcher(s3), store=store, search=InMemoryExactSearch(store))
+    guard = IdempotencyGuard(_persistence(_idempotency_table()))
+    guard.bind(LambdaContext())
+    operations.run(ctx, "CreateCollection", {"CollectionId": "family"})
+    return S3Flows(ctx, s3, guard)
+
+
+def test_index_then_search(s3, aws_flows, photo):
+    etag = put(s3, "index/family/paul.jpg", photo(SAME_A))
+    (job,) = process(aws_flows, s3_event(("index/family/paul.jpg", etag)))
+    assert job.operation == "IndexFaces"
+    body, meta = result(s3, "results/index/family/paul.jpg.json")
+    assert meta["status"] == "200"
+    (record,) = body["FaceRecords"]
+    assert record["Face"]["ExternalImageId"] == "paul"
+    face_id = record["Face"]["FaceId"]
+
+    etag = put(s3, "search/family/visitor 1.jpg", photo(SAME_B))
+    process(aws_flows, s3_event(("search/family/visitor 1.jpg", etag)))
+    body, _ = result(s3, "results/search/family/visitor 1.jpg.json")
+    (match,) = body["FaceMatches"]
+    assert match["Face"]["FaceId"] == face_id and match["Similarity"] >= 80
+    assert body["SearchedFaceBoundingBox"]["Width"] > 0
+
+
+def test_redelivered_index_events_add_no_faces(s3, aws_flows, photo):
+    etag = put(s3, "index/family/paul.jpg", photo(SAME_A))
+    evt = s3_event(("index/family/paul.jpg", etag))
+    process(aws_flows, evt)
+    first = s3.get_object(Bucket=BUCKET, Key="results/index/family/paul.jpg.json")["Body"].read()
+    process(aws_flows, evt)
+    process(aws_flows, s3_event(("index/family/paul.jpg", etag), ("index/family/paul.jpg", etag)))
+    faces = operations.run(aws_flows.ctx, "ListFaces", {"CollectionId": "family"})["Faces"]
+    assert len(faces) == 1
+    again = s3.get_object(Bucket=BUCKET, Key="results/index/family/paul.jpg.json")["Body"].read()
+    assert json.loads(again) == json.loads(first)  # the recorded answer, not a new FaceId
+
+    # New bytes under the same key are a new image: indexed.
+    etag = put(s3, "index/family/paul.jpg", photo(SAME_B))
+    process(aws_flows, s3_event(("index/family/paul.jpg", etag)))
+    faces = operations.run(aws_flows.ctx, "ListFaces", {"CollectionId": "family"})["Faces"]
+    assert len(faces) == 2
+
+
+def test_client_errors_of_index_and_search_are_results(s3, aws_flows, photo, faces_dir):
+    etag = put(s3, "index/nobody/paul.jpg", photo(SAME_A))
+    process(aws_flows, s3_event(("index/nobody/paul.jpg", etag)))
+    body, meta = result(s3, "results/index/nobody/paul.jpg.json")
+    assert body["__type"] == "ResourceNotFoundException" and meta["status"] == "400"
+
+    no_face = sorted((faces_dir / "nofaces").iterdir())[0]
+    etag = put(s3, "search/family/empty.jpg", no_face.read_bytes())
+    process(aws_flows, s3_event(("search/family/empty.jpg", etag)))
+    body, _ = result(s3, "results/search/family/empty.jpg.json")
+    assert body["__type"] in ("InvalidParameterException", "InvalidImageFormatException")
+
+    etag = put(s3, "index/family/bad:name?.jpg", photo(SAME_A))
+    process(aws_flows, s3_event(("index/family/bad:name?.jpg", etag)))
+    body, _ = result(s3, "results/index/family/bad:name?.jpg.json")
+    assert body["__type"] == "InvalidParameterException"  # '?' is not allowed in ExternalImageId
+
+
+def test_the_deployed_functions_with_the_sample_events(s3, photo, monkeypatch, tmp_path):
+    """functions/*/app.py as deployed (DynamoDB store, idempotency table), fed events/*.json:
+    CreateCollection over API Gateway, then the S3 flows."""
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    create_table(ddb, "rekface")
+    monkeypatch.setenv("REKFACE_STORE", "dynamodb")
+    monkeypatch.setenv("REKFACE_TABLE_NAME", "rekface")
     monkeypatch.setenv("REKFACE_IDEMPOTENCY_TABLE", _idempotency_table())
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    lambda_api.reset()
+    created = load_handler("create_collection")(event("create_collection"), LambdaContext())
+    assert created["statusCode"] == 200, created["body"]
+
     handler = load_handler("s3_events")
+    put(s3, "index/family/alice.jpg", photo(SAME_A))
+    out = handler(event("s3_index"), LambdaContext())
+    assert out["processed"][0]["operation"] == "IndexFaces"
     put(s3, "compare/job-1/source.jpg", photo(SAME_A))
+    assert handler(event("s3_compare_source"), LambdaContext()) == {"processed": []}
     put(s3, "compare/job-1/target.jpg", photo(SAME_B))
-    out = handler(event("s3_compare_source"), LambdaContext())
+    out = handler(event("s3_compare_target"), LambdaContext())
     assert out == {
         "processed": [{"operation": "CompareFaces", "result": "results/compare/job-1.json"}]
     }
+    put(s3, "search/family/visitor.jpg", photo(SAME_B))
+    handler(event("s3_search"), LambdaContext())
+
     body, _ = result(s3, "results/compare/job-1.json")
     assert body["FaceMatches"][0]["Similarity"] >= 80
+    body, _ = result(s3, "results/search/family/visitor.jpg.json")
+    assert body["FaceMatches"][0]["Face"]["ExternalImageId"] == "alice"
+    lambda_api.reset()
 
 
 def _idempotency_table() -> str:
