@@ -13,10 +13,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # rekface_infra, without installing it
 
-from rekface_infra.application import build, new_app  # noqa: E402
+from rekface_infra.application import build, new_app, synth  # noqa: E402
 
 if __name__ == "__main__":
     # The cdk CLI passes CDK_OUTDIR; `python app.py` alone writes to infra/cdk.out as well.
     app = new_app(outdir=os.environ.get("CDK_OUTDIR") or str(HERE / "cdk.out"))
     build(app)
-    app.synth()
+    synth(app)

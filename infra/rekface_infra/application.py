@@ -28,11 +28,12 @@ def new_app(outdir: str | None = None, context: dict[str, Any] | None = None) ->
     return App(outdir=outdir, context={**FEATURE_FLAGS, **(context or {})})
 
 
-def build(app: App) -> RekfaceStack:
-    config = StackConfig.from_context(app.node.try_get_context)
+def build(app: App, config: StackConfig | None = None, stack_id: str | None = None) -> RekfaceStack:
+    """The stack from the app's context (or an explicit config)."""
+    config = config or StackConfig.from_context(app.node.try_get_context)
     stack = RekfaceStack(
         app,
-        app.node.try_get_context("stack_name") or "Rekface",
+        stack_id or app.node.try_get_context("stack_name") or "Rekface",
         config=config,
         description="rekface: the Amazon Rekognition face API, self-hosted",
         env=Environment(
@@ -40,5 +41,10 @@ def build(app: App) -> RekfaceStack:
             region=os.environ.get("CDK_DEFAULT_REGION"),
         ),
     )
-    apply_nag(app)
     return stack
+
+
+def synth(app: App) -> None:
+    """cdk-nag on everything in the app, then synthesize (a finding fails the synth)."""
+    apply_nag(app)
+    app.synth()
