@@ -110,7 +110,7 @@ def _hash(*paths: Path, extra: str = "") -> str:
 
 
 def _pip(*args: str) -> None:
-    cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
+    cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet", *args]
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
 
