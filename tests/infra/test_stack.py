@@ -404,3 +404,27 @@ def test_cfn_lint(synth, stack):
     for m in matches:
         print(m)
     assert [m for m in matches if m.rule.id.startswith("E")] == []
+
+
+# -- SAM and the sample events -----------------------------------------------------------------
+
+
+def test_samconfig_and_events_match_the_template(tpl):
+    import tomllib
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    sam = tomllib.loads((repo / "samconfig.toml").read_text())
+    invoke = sam["default"]["local_invoke"]["parameters"]
+    assert invoke["template_file"] == "infra/cdk.out/Rekface.template.json"
+    assert json.loads((repo / invoke["env_vars"]).read_text())["Parameters"]
+    routes = {op.route: f"{op.name}Function" for op in OPERATIONS} | {"/": "WireProtocolFunction"}
+    for path in sorted((repo / "events").glob("*.json")):
+        evt = json.loads(path.read_text())
+        if "Records" in evt:  # S3 ObjectCreated: a key under one of the flows' prefixes
+            key = evt["Records"][0]["s3"]["object"]["key"]
+            assert key.startswith(FLOW_PREFIXES), path.name
+            assert "S3EventsFunction" in tpl["Resources"]
+        else:  # API Gateway proxy event of a route the API has
+            assert evt["httpMethod"] == "POST" and routes[evt["path"]] in tpl["Resources"]
+            json.loads(evt["body"])
