@@ -5,9 +5,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-# The jsii runtime prints a banner on Node 20 (end of life for jsii since 2026-10); synth works.
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-
 from aws_cdk import App, Environment
 
 from rekface_infra.config import StackConfig
