@@ -52,5 +52,24 @@ layers: $(STAMP)
 synth: layers
 	cd infra && ../$(BIN)/python app.py
 
+# rekface next to face_recognition (dlib) and rekface's detector next to the reference detectors
+# (benchmarks/peers; results in the README). Not part of `make test`: the peer gets its own venv,
+# and a full run takes ~15 min on 2 cores. BENCH_ARGS="--pairs 200 --repeats 3" for a quick look,
+# "--cnn" adds face_recognition's CNN detector (~1 s per photo on CPU).
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+BENCH_ARGS ?=
+
+$(PEERS_STAMP): benchmarks/peers/requirements.txt requirements.txt
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install --quiet --no-deps -r benchmarks/peers/requirements.txt
+	touch $(PEERS_STAMP)
+
+.PHONY: bench-peers
+bench-peers: $(PEERS_STAMP)
+	PYTHONPATH=src $(PEERS_VENV)/bin/python -m benchmarks.peers.check_yunet
+	PYTHONPATH=src $(PEERS_VENV)/bin/python -m benchmarks.peers.compare $(BENCH_ARGS)
+
 clean-venv:
 	rm -rf $(VENV)
