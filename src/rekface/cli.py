@@ -1,4 +1,5 @@
-"""The ``rekface`` command: ``rekface serve`` runs the API on localhost."""
+"""The ``rekface`` command: ``rekface serve`` runs the API on localhost; ``rekface purge``
+finishes interrupted collection deletions."""
 
 from __future__ import annotations
 
@@ -24,10 +25,30 @@ def main(argv: list[str] | None = None) -> int:
         help="where the embedded store keeps collections (default ~/.rekface)",
     )
     serve.add_argument("--verbose", action="store_true", help="log every request")
+    purge = sub.add_parser(
+        "purge",
+        help="finish deleting the items of collections whose DeleteCollection was interrupted "
+        "(the store of REKFACE_STORE; deleted collections are already invisible)",
+    )
+    purge.add_argument("--data-dir", type=Path, default=None, help="the embedded store's dir")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "purge":
+        return _purge(args)
     return 2  # pragma: no cover - argparse rejects other commands
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from rekface.adapters.bootstrap import build_store
+    from rekface.settings import Settings
+
+    settings = Settings.from_env()
+    if args.data_dir is not None:
+        settings = replace(settings, data_dir=args.data_dir)
+    finished = build_store(settings).resume_purges()
+    print(f"rekface: {finished} interrupted collection deletion(s) finished")
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ own races.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -100,7 +101,7 @@ class SqliteBackend(Backend):
             )
             conn.execute(
                 "UPDATE faces SET user_id = ? WHERE incarnation = ? AND face_id = ?",
-                (user_id, collection.incarnation, face_id),
+                (user_id, collection.incarnation, uuid.UUID(face_id).bytes),
             )
             conn.execute(
                 "UPDATE users SET face_count = face_count + 1 WHERE incarnation = ? "

@@ -355,19 +355,21 @@ class Boom(RuntimeError):
     pass
 
 
+def crash(*args, **kwargs):
+    raise Boom()
+
+
 def test_failure_midway_through_index_faces_leaves_nothing_visible(backend, monkeypatch):
     if backend.kind == "sqlite":
         store = backend.store
         # Fail after the face rows are written, before FaceCount: the transaction rolls back.
-        monkeypatch.setattr(type(store), "_bump", lambda *a, **k: (_ for _ in ()).throw(Boom()))
+        monkeypatch.setattr(type(store), "_bump", crash)
         n = 5
     else:
         # A small transaction limit puts this 5-face image on the staged path (as a 99- or
         # 100-face image is); fail after staging, before the commit.
         store = backend.new_store(max_transaction_actions=6, staging_lease_seconds=0)
-        monkeypatch.setattr(
-            type(store), "_commit_staged_faces", lambda *a, **k: (_ for _ in ()).throw(Boom())
-        )
+        monkeypatch.setattr(type(store), "_commit_staged_faces", crash)
         n = 5
     rng = np.random.default_rng(11)
     c = store.create_collection("c")
@@ -402,9 +404,7 @@ def test_large_image_staged_path_and_interrupted_roll_forward(backend, monkeypat
     c = store.create_collection("big")
     faces = image_faces(c, 9, rng)
     if backend.kind == "dynamodb":
-        monkeypatch.setattr(
-            type(store), "_roll_forward", lambda *a, **k: (_ for _ in ()).throw(Boom())
-        )
+        monkeypatch.setattr(type(store), "_roll_forward", crash)
         with pytest.raises(Boom):
             store.add_faces(c, faces)
         monkeypatch.undo()
@@ -461,3 +461,22 @@ def test_failure_midway_through_delete_collection(backend, monkeypatch):
     assert list(store._tombstones()) == [c.incarnation]
     assert store.resume_purges() == 1
     assert backend.raw_items(c.incarnation) == 0 and list(store._tombstones()) == []
+
+
+def test_rekface_purge_command_finishes_interrupted_deletions(tmp_path, monkeypatch, capsys):
+    """`rekface purge` on the embedded store (the DynamoDB path is the same base method)."""
+    from rekface.cli import main
+    from rekface.stores.sqlite import SqliteStore
+
+    store = SqliteStore.in_dir(tmp_path, "x")
+    c = store.create_collection("c")
+    store.add_faces(c, image_faces(c, 3, np.random.default_rng(0)))
+    monkeypatch.setattr(SqliteStore, "_purge_batch", crash)
+    store.delete_collection("c")
+    monkeypatch.undo()
+    assert list(store._tombstones()) == [c.incarnation]
+    monkeypatch.setenv("REKFACE_STORE", "sqlite")
+    assert main(["purge", "--data-dir", str(tmp_path)]) == 0
+    assert "1 interrupted collection deletion(s) finished" in capsys.readouterr().out
+    assert list(store._tombstones()) == []
+    assert store._conn().execute("SELECT COUNT(*) FROM faces").fetchone()[0] == 0

@@ -22,13 +22,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from rekface.search.base import CosineMatch, SearchBackend
-from rekface.search.exact import top_k
+from rekface.search.exact import MIN_ROWS, PrunedIndex, top_k
 from rekface.stores.base import Store
 from rekface.stores.records import (
+    ID_DTYPE,
     AddFacesResult,
     CollectionRecord,
     DeleteFacesResult,
     FaceTable,
+    id_bytes,
 )
 
 DEFAULT_MAX_BYTES = 4 << 30
@@ -64,34 +66,52 @@ def _take(table: FaceTable, rows: np.ndarray | slice) -> FaceTable:
 
 
 @dataclass
+class _Snapshot:
+    table: FaceTable  # rows [0, n) of the entry's buffers: never changed in place
+    index: PrunedIndex | None  # rows [0, n) valid
+
+
+@dataclass
 class _Entry:
     incarnation: str
     version: int
     buffer: FaceTable  # capacity rows; rows [0, n) are live
     n: int
+    index: PrunedIndex | None = None  # built on first search once n >= MIN_ROWS
 
-    def view(self) -> FaceTable:
-        return _take(self.buffer, slice(0, self.n))
+    def snapshot(self) -> _Snapshot:
+        return _Snapshot(_take(self.buffer, slice(0, self.n)), self.index)
 
     @property
     def nbytes(self) -> int:
-        return len(self.buffer) * _row_bytes(self.buffer)
+        per_row = _row_bytes(self.buffer)
+        if self.index is not None:
+            per_row += self.index.head.shape[1] * 4 + 4
+        return len(self.buffer) * per_row
 
     def append(self, added: FaceTable) -> None:
         need = self.n + len(added)
         if need > len(self.buffer):
-            grown = FaceTable.empty(max(need, int(len(self.buffer) * _GROWTH) + 16))
-            _copy_into(grown, 0, self.view())
+            capacity = max(need, int(len(self.buffer) * _GROWTH) + 16)
+            grown = FaceTable.empty(capacity)
+            _copy_into(grown, 0, _take(self.buffer, slice(0, self.n)))
             self.buffer = grown
+            if self.index is not None:
+                self.index = self.index.grown(capacity)
         _copy_into(self.buffer, self.n, added)
+        if self.index is not None:
+            self.index.set_rows(self.n, added.embeddings)
         self.n = need
 
     def remove(self, face_ids: list[str]) -> None:
-        live = self.view()
-        gone = np.isin(live.face_ids, np.array(face_ids, "S36"))
+        live = _take(self.buffer, slice(0, self.n))
+        gone = np.isin(live.face_ids, np.array([id_bytes(f) for f in face_ids], ID_DTYPE))
         if gone.any():
-            self.buffer = _take(live, np.flatnonzero(~gone))  # a copy: readers keep the old one
-            self.n = len(self.buffer)
+            keep = np.flatnonzero(~gone)
+            self.buffer = _take(live, keep)  # copies: readers keep the old arrays
+            if self.index is not None:
+                self.index = self.index.take(keep)
+            self.n = len(keep)
 
 
 def _copy_into(dst: FaceTable, at: int, src: FaceTable) -> None:
@@ -113,17 +133,19 @@ class InMemoryExactSearch(SearchBackend):
         self._lock = threading.Lock()  # guards _entries and every entry's fields
         self._loading: dict[str, threading.Lock] = {}
         self.loads = 0  # how many times a collection was (re)loaded from the store
+        self.index_builds = 0
 
     # -----------------------------------------------------------------------------------------
 
     def table(self, collection: CollectionRecord) -> FaceTable:
         """The collection's faces as of at least ``collection.version``."""
+        return self._snapshot(collection).table
+
+    def _snapshot(self, collection: CollectionRecord) -> _Snapshot:
         snapshot = self._fresh(collection)
         if snapshot is not None:
             return snapshot
-        with self._lock:
-            loading = self._loading.setdefault(collection.collection_id, threading.Lock())
-        with loading:  # one load per collection at a time; the others wait and reuse it
+        with self._loading_lock(collection):  # one load at a time; the others wait and reuse it
             snapshot = self._fresh(collection)
             if snapshot is not None:
                 return snapshot
@@ -134,9 +156,13 @@ class InMemoryExactSearch(SearchBackend):
                 self._entries[collection.collection_id] = entry
                 self._entries.move_to_end(collection.collection_id)
                 self._evict()
-                return entry.view()
+                return entry.snapshot()
 
-    def _fresh(self, collection: CollectionRecord) -> FaceTable | None:
+    def _loading_lock(self, collection: CollectionRecord) -> threading.Lock:
+        with self._lock:
+            return self._loading.setdefault(collection.collection_id, threading.Lock())
+
+    def _fresh(self, collection: CollectionRecord) -> _Snapshot | None:
         with self._lock:
             entry = self._entries.get(collection.collection_id)
             if (
@@ -146,7 +172,24 @@ class InMemoryExactSearch(SearchBackend):
             ):
                 return None
             self._entries.move_to_end(collection.collection_id)
-            return entry.view()
+            return entry.snapshot()
+
+    def _indexed(self, collection: CollectionRecord, snapshot: _Snapshot) -> _Snapshot:
+        """Build the pruning index of a large collection (once; outside the global lock)."""
+        with self._loading_lock(collection):
+            with self._lock:
+                entry = self._entries.get(collection.collection_id)
+                if entry is None or entry.index is not None:
+                    return entry.snapshot() if entry is not None else snapshot
+                buffer, n = entry.buffer, entry.n
+            index = PrunedIndex.fit(buffer.embeddings[:n], capacity=len(buffer))
+            self.index_builds += 1
+            with self._lock:
+                if entry.buffer is buffer and entry.n >= n and entry.index is None:
+                    if entry.n > n:  # appended meanwhile, into the same buffer
+                        index.set_rows(n, buffer.embeddings[n : entry.n])
+                    entry.index = index
+                return entry.snapshot()
 
     def _evict(self) -> None:
         total = sum(e.nbytes for e in self._entries.values())
@@ -168,21 +211,36 @@ class InMemoryExactSearch(SearchBackend):
         min_cosine: float,
         exclude_face_id: str | None = None,
     ) -> list[CosineMatch]:
-        table = self.table(collection)
+        snapshot = self._snapshot(collection)
+        if snapshot.index is None and len(snapshot.table) >= MIN_ROWS:
+            snapshot = self._indexed(collection, snapshot)
+        table = snapshot.table
         exclude = None
         if exclude_face_id is not None:
-            hits = np.flatnonzero(table.face_ids == exclude_face_id.encode("ascii"))
+            hits = np.flatnonzero(table.face_ids == id_bytes(exclude_face_id))
             exclude = int(hits[0]) if len(hits) else None
-        rows, cosines = top_k(
-            table.embeddings, embedding, max_faces, min_cosine, table.face_ids, exclude
-        )
+        if snapshot.index is not None:
+            rows, cosines = snapshot.index.top_k(
+                len(table),
+                table.embeddings,
+                embedding,
+                max_faces,
+                min_cosine,
+                table.face_ids,
+                exclude,
+            )
+        else:
+            rows, cosines = top_k(
+                table.embeddings, embedding, max_faces, min_cosine, table.face_ids, exclude
+            )
         return [
-            CosineMatch(table.record(int(r)), float(c)) for r, c in zip(rows, cosines, strict=True)
+            CosineMatch(face, c)
+            for face, c in zip(table.records(rows), cosines.tolist(), strict=True)
         ]
 
     def face_embedding(self, collection: CollectionRecord, face_id: str) -> np.ndarray | None:
         table = self.table(collection)
-        hits = np.flatnonzero(table.face_ids == face_id.encode("ascii"))
+        hits = np.flatnonzero(table.face_ids == id_bytes(face_id))
         return table.embeddings[int(hits[0])].copy() if len(hits) else None
 
     # -----------------------------------------------------------------------------------------

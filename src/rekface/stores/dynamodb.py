@@ -62,11 +62,13 @@ from botocore.exceptions import ClientError
 from rekface.errors import ThrottlingException
 from rekface.stores.base import CollectionGone, QuotaExceeded, Store, TooManyTags
 from rekface.stores.records import (
+    ID_DTYPE,
     AddFacesResult,
     CollectionListing,
     CollectionRecord,
     FaceRecord,
     FaceTable,
+    id_bytes,
 )
 
 SHARDS = "0123456789abcdef"
@@ -803,8 +805,8 @@ def _table(items: list[dict[str, Any]]) -> FaceTable:
         return None if value is None else interned.setdefault(value, value)
 
     return FaceTable(
-        face_ids=np.array([it["SK"]["S"] for it in items], "S36"),
-        image_ids=np.array([it["ImageId"]["S"] for it in items], "S36"),
+        face_ids=np.array([id_bytes(it["SK"]["S"]) for it in items], ID_DTYPE),
+        image_ids=np.array([id_bytes(it["ImageId"]["S"]) for it in items], ID_DTYPE),
         external_ids=np.array([shared(it, "ExternalImageId") for it in items], object),
         user_ids=np.array([shared(it, "UserId") for it in items], object),
         boxes=np.frombuffer(b"".join(it["Box"]["B"] for it in items), "<f4").reshape(n, 4).copy(),

@@ -3,6 +3,7 @@ them to rows (SQLite) or items (DynamoDB). No record knows about either."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -12,6 +13,28 @@ T = TypeVar("T")
 
 # A face's bounding box as Rekognition reports it: ratios of the image (Width, Height, Left, Top).
 Box = tuple[float, float, float, float]
+
+# FaceIds and ImageIds in arrays: the UUID's 16 bytes. Byte order is the order of the text form.
+ID_DTYPE = "S16"
+
+
+def id_bytes(value: str) -> bytes:
+    return uuid.UUID(value).bytes
+
+
+def id_text(value: bytes) -> str:
+    # numpy's S dtype drops trailing NUL bytes when an element is read: put them back.
+    return _dashed(bytes(value).ljust(16, b"\0").hex())
+
+
+def ids_text(values: np.ndarray) -> list[str]:
+    """An S16 array of ids -> their text forms, in bulk (a search answer may hold 4096)."""
+    hexes = np.ascontiguousarray(values, ID_DTYPE).tobytes().hex()
+    return [_dashed(hexes[i : i + 32]) for i in range(0, len(hexes), 32)]
+
+
+def _dashed(h: str) -> str:
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
 
 @dataclass(frozen=True)
@@ -90,13 +113,13 @@ class DeleteFacesResult:
 class FaceTable:
     """A collection's faces as columns, for the search process: ~0.6 KB per face.
 
-    Rows are in no particular order. ``face_ids`` and ``image_ids`` are ASCII bytes (S36);
-    ``external_ids`` and ``user_ids`` hold one Python object per row (None or a str, shared
-    between the faces of one image).
+    Rows are in no particular order. ``face_ids`` and ``image_ids`` hold the UUIDs' 16 bytes;
+    ``external_ids`` and ``user_ids`` one Python object per row (None or a str, shared between
+    the faces of one image).
     """
 
-    face_ids: np.ndarray  # [N] S36
-    image_ids: np.ndarray  # [N] S36
+    face_ids: np.ndarray  # [N] S16
+    image_ids: np.ndarray  # [N] S16
     external_ids: np.ndarray  # [N] object
     user_ids: np.ndarray  # [N] object
     boxes: np.ndarray  # [N, 4] float32 Width, Height, Left, Top
@@ -111,8 +134,8 @@ class FaceTable:
         n = len(faces)
         table = cls.empty(n)
         for i, f in enumerate(faces):
-            table.face_ids[i] = f.face_id.encode("ascii")
-            table.image_ids[i] = f.image_id.encode("ascii")
+            table.face_ids[i] = id_bytes(f.face_id)
+            table.image_ids[i] = id_bytes(f.image_id)
             table.external_ids[i] = f.external_image_id
             table.user_ids[i] = f.user_id
             table.boxes[i] = f.box
@@ -124,8 +147,8 @@ class FaceTable:
     @classmethod
     def empty(cls, n: int = 0) -> FaceTable:
         return cls(
-            face_ids=np.zeros(n, "S36"),
-            image_ids=np.zeros(n, "S36"),
+            face_ids=np.zeros(n, ID_DTYPE),
+            image_ids=np.zeros(n, ID_DTYPE),
             external_ids=np.full(n, None, object),
             user_ids=np.full(n, None, object),
             boxes=np.zeros((n, 4), np.float32),
@@ -133,11 +156,27 @@ class FaceTable:
             embeddings=np.zeros((n, 128), np.float32),
         )
 
+    def records(self, rows: np.ndarray) -> list[FaceRecord]:
+        """The faces of some rows (a search's answer), converted in bulk."""
+        columns = zip(
+            ids_text(self.face_ids[rows]),
+            ids_text(self.image_ids[rows]),
+            self.external_ids[rows].tolist(),
+            self.boxes[rows].tolist(),
+            self.confidences[rows].tolist(),
+            self.user_ids[rows].tolist(),
+            strict=True,
+        )
+        return [
+            FaceRecord(face_id, image_id, external, tuple(box), confidence, user)
+            for face_id, image_id, external, box, confidence, user in columns
+        ]
+
     def record(self, i: int) -> FaceRecord:
         w, h, left, top = (float(v) for v in self.boxes[i])
         return FaceRecord(
-            face_id=self.face_ids[i].decode("ascii"),
-            image_id=self.image_ids[i].decode("ascii"),
+            face_id=id_text(self.face_ids[i]),
+            image_id=id_text(self.image_ids[i]),
             external_image_id=self.external_ids[i],
             box=(w, h, left, top),
             confidence=float(self.confidences[i]),

@@ -1,5 +1,9 @@
 """The embedded store of `rekface serve`: one SQLite file, ``<data_dir>/rekface.db``.
 
+FaceIds and ImageIds are stored as the UUIDs' 16 bytes (their byte order is the order of the
+text form) and a face's fixed-size fields as one 532-byte blob: loading a collection for search
+then costs five column values per face instead of eight, and no float conversions.
+
 WAL journal (readers never wait for the writer; a crash loses at most the last commit), one
 connection per thread, every write one ``BEGIN IMMEDIATE`` transaction, so FaceCount and the
 collection version change in the same commit as the faces. Several processes may share the file.
@@ -9,8 +13,9 @@ Tables (every item of a collection is keyed by its incarnation, see ``base``)::
     collections(collection_id PK, incarnation UNIQUE, created, face_model_version,
                 face_count, user_count, version)
     tags(incarnation, key, value)                           PK (incarnation, key)
-    faces(incarnation, face_id, image_id, external_image_id, box BLOB 4xf32, confidence,
-          user_id NULL, embedding BLOB 128xf32)             PK (incarnation, face_id)
+    faces(incarnation, face_id BLOB 16, image_id BLOB 16, external_image_id, user_id NULL,
+          vector BLOB: box 4xf32, confidence f32, embedding 128xf32)
+                                                            PK (incarnation, face_id)
     users(incarnation, user_id, status, face_count, created) PK (incarnation, user_id)
     requests(incarnation, operation, token, request_digest, response, expires)
                                                             PK (incarnation, operation, token)
@@ -33,11 +38,14 @@ import numpy as np
 
 from rekface.stores.base import CollectionGone, QuotaExceeded, Store, TooManyTags
 from rekface.stores.records import (
+    ID_DTYPE,
     AddFacesResult,
     CollectionListing,
     CollectionRecord,
     FaceRecord,
     FaceTable,
+    id_bytes,
+    id_text,
 )
 
 DB_FILE = "rekface.db"
@@ -61,13 +69,11 @@ CREATE TABLE IF NOT EXISTS tags (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS faces (
     incarnation TEXT NOT NULL,
-    face_id TEXT NOT NULL,
-    image_id TEXT NOT NULL,
+    face_id BLOB NOT NULL,
+    image_id BLOB NOT NULL,
     external_image_id TEXT,
-    box BLOB NOT NULL,
-    confidence REAL NOT NULL,
     user_id TEXT,
-    embedding BLOB NOT NULL,
+    vector BLOB NOT NULL,
     PRIMARY KEY (incarnation, face_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS faces_by_user ON faces (incarnation, user_id, face_id)
@@ -104,7 +110,18 @@ _PURGE_KEYS = {
     "requests": "operation || '/' || token",
     "tags": "key",
 }
-_FACE_COLUMNS = "face_id, image_id, external_image_id, box, confidence, user_id"
+_FACE_COLUMNS = "face_id, image_id, external_image_id, user_id, vector"
+# The ``vector`` blob of a face.
+VECTOR = np.dtype([("box", "<f4", (4,)), ("confidence", "<f4"), ("embedding", "<f4", (128,))])
+
+
+def _vector(face: FaceRecord) -> bytes:
+    assert face.embedding is not None
+    value = np.zeros((), VECTOR)
+    value["box"] = face.box
+    value["confidence"] = face.confidence
+    value["embedding"] = face.embedding
+    return value.tobytes()
 
 
 class SqliteStore(Store):
@@ -256,17 +273,18 @@ class SqliteStore(Store):
     # Faces
 
     @staticmethod
-    def _face(row: tuple, embedding: bytes | None = None) -> FaceRecord:
-        face_id, image_id, external, box, confidence, user_id = row
-        w, h, left, top = (float(v) for v in np.frombuffer(box, "<f4"))
+    def _face(row: tuple, embeddings: bool = False) -> FaceRecord:
+        face_id, image_id, external, user_id, vector = row
+        value = np.frombuffer(vector, VECTOR)[0]
+        w, h, left, top = (float(v) for v in value["box"])
         return FaceRecord(
-            face_id=face_id,
-            image_id=image_id,
+            face_id=id_text(face_id),
+            image_id=id_text(image_id),
             external_image_id=external,
             box=(w, h, left, top),
-            confidence=confidence,
+            confidence=float(value["confidence"]),
             user_id=user_id,
-            embedding=None if embedding is None else np.frombuffer(embedding, "<f4").copy(),
+            embedding=value["embedding"].copy() if embeddings else None,
         )
 
     def _insert_faces(
@@ -287,18 +305,15 @@ class SqliteStore(Store):
     ) -> list[FaceRecord]:
         added = []
         for f in faces:
-            assert f.embedding is not None
             cur = conn.execute(
-                "INSERT OR IGNORE INTO faces VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO faces VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     incarnation,
-                    f.face_id,
-                    f.image_id,
+                    id_bytes(f.face_id),
+                    id_bytes(f.image_id),
                     f.external_image_id,
-                    np.asarray(f.box, "<f4").tobytes(),
-                    f.confidence,
                     f.user_id,
-                    np.asarray(f.embedding, "<f4").tobytes(),
+                    _vector(f),
                 ),
             )
             if cur.rowcount:
@@ -321,19 +336,15 @@ class SqliteStore(Store):
         if not face_ids:
             return []
         marks = ",".join("?" * len(face_ids))
-        extra = ", embedding" if embeddings else ""
         rows = (
             self._conn()
             .execute(
-                f"SELECT {_FACE_COLUMNS}{extra} FROM faces "
-                f"WHERE incarnation = ? AND face_id IN ({marks})",
-                (collection.incarnation, *face_ids),
+                f"SELECT {_FACE_COLUMNS} FROM faces WHERE incarnation = ? AND face_id IN ({marks})",
+                (collection.incarnation, *(id_bytes(f) for f in face_ids)),
             )
             .fetchall()
         )
-        if embeddings:
-            return [self._face(r[:6], r[6]) for r in rows]
-        return [self._face(r) for r in rows]
+        return [self._face(r, embeddings) for r in rows]
 
     def _scan_faces(
         self, collection: CollectionRecord, after: str | None, limit: int
@@ -343,7 +354,7 @@ class SqliteStore(Store):
             .execute(
                 f"SELECT {_FACE_COLUMNS} FROM faces WHERE incarnation = ? AND face_id > ? "
                 "ORDER BY face_id LIMIT ?",
-                (collection.incarnation, after or "", limit),
+                (collection.incarnation, _after(after), limit),
             )
             .fetchall()
         )
@@ -357,7 +368,7 @@ class SqliteStore(Store):
             .execute(
                 f"SELECT {_FACE_COLUMNS} FROM faces WHERE incarnation = ? AND user_id = ? "
                 "AND face_id > ? ORDER BY face_id LIMIT ?",
-                (collection.incarnation, user_id, after or "", limit),
+                (collection.incarnation, user_id, _after(after), limit),
             )
             .fetchall()
         )
@@ -372,7 +383,7 @@ class SqliteStore(Store):
             for face_id in face_ids:
                 cur = conn.execute(
                     "DELETE FROM faces WHERE incarnation = ? AND face_id = ? AND user_id IS NULL",
-                    (collection.incarnation, face_id),
+                    (collection.incarnation, id_bytes(face_id)),
                 )
                 if cur.rowcount:
                     removed.append(face_id)
@@ -390,8 +401,7 @@ class SqliteStore(Store):
             except CollectionGone:
                 return None
             rows = conn.execute(
-                "SELECT face_id, image_id, external_image_id, user_id, box, confidence, "
-                "embedding FROM faces WHERE incarnation = ?",
+                f"SELECT {_FACE_COLUMNS} FROM faces WHERE incarnation = ?",
                 (collection.incarnation,),
             ).fetchall()
         return _table(rows), current
@@ -430,22 +440,25 @@ class SqliteStore(Store):
         return dict(rows)
 
 
+def _after(face_id: str | None) -> bytes:
+    return b"" if face_id is None else id_bytes(face_id)  # b"" sorts before every id
+
+
 def _table(rows: list[tuple]) -> FaceTable:
-    """Rows (face_id, image_id, external_image_id, user_id, box, confidence, embedding) ->
-    columns, with one str object per distinct ExternalImageId / UserId."""
+    """Rows (face_id, image_id, external_image_id, user_id, vector) -> columns, with one str
+    object per distinct ExternalImageId / UserId."""
     n = len(rows)
     if n == 0:
         return FaceTable.empty()
-    face_ids, image_ids, externals, users, boxes, confidences, embeddings = zip(*rows, strict=True)
-    interned: dict[str, str] = {}
+    face_ids, image_ids, externals, users, vectors = zip(*rows, strict=True)
+    values = np.frombuffer(b"".join(vectors), VECTOR)
+    shared: dict[str, str] = {}
     return FaceTable(
-        face_ids=np.array(face_ids, "S36"),
-        image_ids=np.array(image_ids, "S36"),
-        external_ids=np.array(
-            [interned.setdefault(e, e) if e else None for e in externals], object
-        ),
-        user_ids=np.array([interned.setdefault(u, u) if u else None for u in users], object),
-        boxes=np.frombuffer(b"".join(boxes), "<f4").reshape(n, 4).copy(),
-        confidences=np.array(confidences, np.float32),
-        embeddings=np.frombuffer(b"".join(embeddings), "<f4").reshape(n, 128).copy(),
+        face_ids=np.frombuffer(b"".join(face_ids), ID_DTYPE).copy(),
+        image_ids=np.frombuffer(b"".join(image_ids), ID_DTYPE).copy(),
+        external_ids=np.array([e and shared.setdefault(e, e) for e in externals], object),
+        user_ids=np.array([u and shared.setdefault(u, u) for u in users], object),
+        boxes=np.ascontiguousarray(values["box"]),
+        confidences=np.ascontiguousarray(values["confidence"]),
+        embeddings=np.ascontiguousarray(values["embedding"]),
     )
