@@ -56,133 +56,42 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
 from botocore.exceptions import ClientError
 
 from rekface.errors import ThrottlingException
 from rekface.stores.base import CollectionGone, QuotaExceeded, Store, TooManyTags
+from rekface.stores.dynamodb_items import (
+    DIRECTORY_PK,
+    PURGE_PK,
+    SHARDS,
+    TABLE_DEFINITION,
+    TTL_ATTRIBUTE,
+    collection_key,
+    collection_record,
+    create_table,
+    face_item,
+    face_key,
+    face_record,
+    face_table,
+    incarnation_partitions,
+    marker_key,
+    n_,
+    s_,
+    user_key,
+)
 from rekface.stores.records import (
-    ID_DTYPE,
     AddFacesResult,
     CollectionListing,
     CollectionRecord,
     FaceRecord,
     FaceTable,
-    id_bytes,
 )
 
-SHARDS = "0123456789abcdef"
 MAX_TRANSACTION_ACTIONS = 100
-DIRECTORY_PK = "DIR"
-PURGE_PK = "PURGE"
 STAGING_LEASE_SECONDS = 120.0
 _RETRIES = 12
 
-# The table as CDK and tests create it.
-TABLE_DEFINITION: dict[str, Any] = {
-    "AttributeDefinitions": [
-        {"AttributeName": "PK", "AttributeType": "S"},
-        {"AttributeName": "SK", "AttributeType": "S"},
-    ],
-    "KeySchema": [
-        {"AttributeName": "PK", "KeyType": "HASH"},
-        {"AttributeName": "SK", "KeyType": "RANGE"},
-    ],
-    "BillingMode": "PAY_PER_REQUEST",
-}
-TTL_ATTRIBUTE = "ExpiresAt"
-
-
-def create_table(client: Any, table_name: str) -> None:
-    """Create the table (tests, local DynamoDB); the AWS stack creates it with CDK."""
-    client.create_table(TableName=table_name, **TABLE_DEFINITION)
-    client.get_waiter("table_exists").wait(TableName=table_name)
-    client.update_time_to_live(
-        TableName=table_name,
-        TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Keys and attribute values
-
-
-def _s(value: str) -> dict[str, str]:
-    return {"S": value}
-
-
-def _n(value: float | int) -> dict[str, str]:
-    return {"N": repr(value) if isinstance(value, float) else str(value)}
-
-
-def collection_key(collection_id: str) -> dict[str, Any]:
-    return {"PK": _s(f"C#{collection_id}"), "SK": _s("C")}
-
-
-def face_pk(incarnation: str, face_id: str) -> str:
-    return f"F#{incarnation}#{face_id[0]}"
-
-
-def face_key(incarnation: str, face_id: str) -> dict[str, Any]:
-    return {"PK": _s(face_pk(incarnation, face_id)), "SK": _s(face_id)}
-
-
-def user_key(incarnation: str, user_id: str) -> dict[str, Any]:
-    return {"PK": _s(f"U#{incarnation}"), "SK": _s(user_id)}
-
-
-def marker_key(incarnation: str, image_id: str) -> dict[str, Any]:
-    return {"PK": _s(f"S#{incarnation}"), "SK": _s(image_id)}
-
-
-def incarnation_partitions(incarnation: str) -> list[str]:
-    """Every partition key that holds items of one collection incarnation."""
-    return [f"F#{incarnation}#{h}" for h in SHARDS] + [
-        f"U#{incarnation}",
-        f"T#{incarnation}",
-        f"S#{incarnation}",
-    ]
-
-
-def _face_item(incarnation: str, face: FaceRecord, pending: str | None = None) -> dict[str, Any]:
-    assert face.embedding is not None
-    item = face_key(incarnation, face.face_id)
-    item["ImageId"] = _s(face.image_id)
-    item["Box"] = {"B": np.asarray(face.box, "<f4").tobytes()}
-    item["Confidence"] = _n(float(face.confidence))
-    item["Embedding"] = {"B": np.asarray(face.embedding, "<f4").tobytes()}
-    if face.external_image_id is not None:
-        item["ExternalImageId"] = _s(face.external_image_id)
-    if face.user_id is not None:
-        item["UserId"] = _s(face.user_id)
-    if pending is not None:
-        item["Pending"] = _s(pending)
-    return item
-
-
-def _face_record(item: dict[str, Any], embeddings: bool) -> FaceRecord:
-    w, h, left, top = (float(v) for v in np.frombuffer(item["Box"]["B"], "<f4"))
-    return FaceRecord(
-        face_id=item["SK"]["S"],
-        image_id=item["ImageId"]["S"],
-        external_image_id=item.get("ExternalImageId", {}).get("S"),
-        box=(w, h, left, top),
-        confidence=float(item["Confidence"]["N"]),
-        user_id=item.get("UserId", {}).get("S"),
-        embedding=np.frombuffer(item["Embedding"]["B"], "<f4").copy() if embeddings else None,
-    )
-
-
-def _collection_record(item: dict[str, Any]) -> CollectionRecord:
-    return CollectionRecord(
-        collection_id=item["CollectionId"]["S"],
-        incarnation=item["Incarnation"]["S"],
-        created=float(item["Created"]["N"]),
-        face_model_version=item["FaceModelVersion"]["S"],
-        face_count=int(item["FaceCount"]["N"]),
-        user_count=int(item["UserCount"]["N"]),
-        version=int(item["Version"]["N"]),
-    )
+__all__ = ["TABLE_DEFINITION", "TTL_ATTRIBUTE", "DynamoDBStore", "create_table"]
 
 
 def _cancellation_codes(err: ClientError) -> list[str]:
@@ -281,10 +190,10 @@ class DynamoDBStore(Store):
             "TableName": self.table,
             "ConsistentRead": True,
             "KeyConditionExpression": "PK = :pk" + (" AND SK > :after" if after else ""),
-            "ExpressionAttributeValues": {":pk": _s(pk)},
+            "ExpressionAttributeValues": {":pk": s_(pk)},
         }
         if after:
-            args["ExpressionAttributeValues"][":after"] = _s(after)
+            args["ExpressionAttributeValues"][":after"] = s_(after)
         if projection:
             args["ProjectionExpression"] = projection
         left = max_items
@@ -306,13 +215,13 @@ class DynamoDBStore(Store):
     ) -> dict[str, Any]:
         condition = "Incarnation = :inc"
         values: dict[str, Any] = {
-            ":inc": _s(collection.incarnation),
-            ":n": _n(faces),
-            ":one": _n(1),
+            ":inc": s_(collection.incarnation),
+            ":n": n_(faces),
+            ":one": n_(1),
         }
         if room_check:
             condition += " AND FaceCount <= :room"
-            values[":room"] = _n(self.max_faces_per_collection - faces)
+            values[":room"] = n_(self.max_faces_per_collection - faces)
         return {
             "Update": {
                 "Key": collection_key(collection.collection_id),
@@ -336,20 +245,20 @@ class DynamoDBStore(Store):
 
     def _insert_collection(self, record: CollectionRecord, tags: dict[str, str]) -> bool:
         item = collection_key(record.collection_id) | {
-            "CollectionId": _s(record.collection_id),
-            "Incarnation": _s(record.incarnation),
-            "Created": _n(record.created),
-            "FaceModelVersion": _s(record.face_model_version),
-            "FaceCount": _n(0),
-            "UserCount": _n(0),
-            "Version": _n(0),
-            "Tags": {"M": {k: _s(v) for k, v in tags.items()}},
-            "TagRev": _n(0),
+            "CollectionId": s_(record.collection_id),
+            "Incarnation": s_(record.incarnation),
+            "Created": n_(record.created),
+            "FaceModelVersion": s_(record.face_model_version),
+            "FaceCount": n_(0),
+            "UserCount": n_(0),
+            "Version": n_(0),
+            "Tags": {"M": {k: s_(v) for k, v in tags.items()}},
+            "TagRev": n_(0),
         }
         directory = {
-            "PK": _s(DIRECTORY_PK),
-            "SK": _s(record.collection_id),
-            "FaceModelVersion": _s(record.face_model_version),
+            "PK": s_(DIRECTORY_PK),
+            "SK": s_(record.collection_id),
+            "FaceModelVersion": s_(record.face_model_version),
         }
         exists = "attribute_not_exists(PK)"
         codes = self._retrying(
@@ -367,7 +276,7 @@ class DynamoDBStore(Store):
             collection_key(collection_id),
             "CollectionId, Incarnation, Created, FaceModelVersion, FaceCount, UserCount, Version",
         )
-        return None if item is None else _collection_record(item)
+        return None if item is None else collection_record(item)
 
     def _scan_collections(self, after: str | None, limit: int) -> list[CollectionListing]:
         return [
@@ -377,10 +286,10 @@ class DynamoDBStore(Store):
 
     def _retire_collection(self, record: CollectionRecord) -> bool:
         tombstone = {
-            "PK": _s(PURGE_PK),
-            "SK": _s(record.incarnation),
-            "CollectionId": _s(record.collection_id),
-            "RetiredAt": _n(round(time.time(), 3)),
+            "PK": s_(PURGE_PK),
+            "SK": s_(record.incarnation),
+            "CollectionId": s_(record.collection_id),
+            "RetiredAt": n_(round(time.time(), 3)),
         }
         codes = self._retrying(
             lambda: self._transact(
@@ -389,10 +298,10 @@ class DynamoDBStore(Store):
                         "Delete": {
                             "Key": collection_key(record.collection_id),
                             "ConditionExpression": "Incarnation = :inc",
-                            "ExpressionAttributeValues": {":inc": _s(record.incarnation)},
+                            "ExpressionAttributeValues": {":inc": s_(record.incarnation)},
                         }
                     },
-                    {"Delete": {"Key": {"PK": _s(DIRECTORY_PK), "SK": _s(record.collection_id)}}},
+                    {"Delete": {"Key": {"PK": s_(DIRECTORY_PK), "SK": s_(record.collection_id)}}},
                     {"Put": {"Item": tombstone}},
                 ]
             )
@@ -423,7 +332,7 @@ class DynamoDBStore(Store):
 
     def _drop_tombstone(self, incarnation: str) -> None:
         self.client.delete_item(
-            TableName=self.table, Key={"PK": _s(PURGE_PK), "SK": _s(incarnation)}
+            TableName=self.table, Key={"PK": s_(PURGE_PK), "SK": s_(incarnation)}
         )
 
     def _tombstones(self) -> Iterable[str]:
@@ -457,7 +366,7 @@ class DynamoDBStore(Store):
                     Key=face_key(incarnation, face_id),
                     UpdateExpression="REMOVE Pending",
                     ConditionExpression="Pending = :img",
-                    ExpressionAttributeValues={":img": _s(image)},
+                    ExpressionAttributeValues={":img": s_(image)},
                 )
             except ClientError as err:
                 if _error_code(err) != "ConditionalCheckFailedException":
@@ -468,7 +377,7 @@ class DynamoDBStore(Store):
                 Key=marker_key(incarnation, image),
                 ConditionExpression="#s = :committed",
                 ExpressionAttributeNames={"#s": "State"},
-                ExpressionAttributeValues={":committed": _s("COMMITTED")},
+                ExpressionAttributeValues={":committed": s_("COMMITTED")},
             )
         except ClientError as err:
             if _error_code(err) != "ConditionalCheckFailedException":
@@ -492,7 +401,7 @@ class DynamoDBStore(Store):
                     ExpressionAttributeNames={"#o": "Owner", "#s": "State"},
                     ExpressionAttributeValues={
                         ":owner": marker["Owner"],
-                        ":staging": _s("STAGING"),
+                        ":staging": s_("STAGING"),
                     },
                 )
             except ClientError as err:
@@ -539,7 +448,7 @@ class DynamoDBStore(Store):
         puts = [
             {
                 "Put": {
-                    "Item": _face_item(inc, f),
+                    "Item": face_item(inc, f),
                     "ConditionExpression": "attribute_not_exists(PK) OR attribute_exists(Pending)",
                 }
             }
@@ -567,9 +476,9 @@ class DynamoDBStore(Store):
                 TableName=self.table,
                 Item=marker_key(inc, image)
                 | {
-                    "State": _s("STAGING"),
-                    "Owner": _s(owner),
-                    "LeaseUntil": _n(round(lease, 3)),
+                    "State": s_("STAGING"),
+                    "Owner": s_(owner),
+                    "LeaseUntil": n_(round(lease, 3)),
                 },
                 ConditionExpression="attribute_not_exists(PK)",
             )
@@ -593,9 +502,9 @@ class DynamoDBStore(Store):
             puts = [
                 {
                     "Put": {
-                        "Item": _face_item(inc, f, pending=image),
+                        "Item": face_item(inc, f, pending=image),
                         "ConditionExpression": "attribute_not_exists(PK) OR Pending = :img",
-                        "ExpressionAttributeValues": {":img": _s(image)},
+                        "ExpressionAttributeValues": {":img": s_(image)},
                     }
                 }
                 for f in new[i : i + self.max_transaction_actions]
@@ -613,9 +522,9 @@ class DynamoDBStore(Store):
                 "ConditionExpression": "#o = :owner AND #s = :staging",
                 "ExpressionAttributeNames": {"#s": "State", "#o": "Owner"},
                 "ExpressionAttributeValues": {
-                    ":committed": _s("COMMITTED"),
-                    ":staging": _s("STAGING"),
-                    ":owner": _s(owner),
+                    ":committed": s_("COMMITTED"),
+                    ":staging": s_("STAGING"),
+                    ":owner": s_(owner),
                     ":ids": {"SS": [f.face_id for f in new]},
                 },
             }
@@ -634,7 +543,7 @@ class DynamoDBStore(Store):
                 Key=marker_key(incarnation, image),
                 ConditionExpression="#o = :owner AND #s = :staging",
                 ExpressionAttributeNames={"#o": "Owner", "#s": "State"},
-                ExpressionAttributeValues={":owner": _s(owner), ":staging": _s("STAGING")},
+                ExpressionAttributeValues={":owner": s_(owner), ":staging": s_("STAGING")},
             )
         except ClientError as err:
             if _error_code(err) != "ConditionalCheckFailedException":
@@ -647,7 +556,7 @@ class DynamoDBStore(Store):
     def _read_faces(
         self, collection: CollectionRecord, face_ids: list[str], embeddings: bool
     ) -> list[FaceRecord]:
-        return [_face_record(it, embeddings) for it in self._read_items(collection, face_ids)]
+        return [face_record(it, embeddings) for it in self._read_items(collection, face_ids)]
 
     _LIST_PROJECTION = "PK, SK, ImageId, ExternalImageId, Box, Confidence, UserId, Pending"
 
@@ -662,7 +571,7 @@ class DynamoDBStore(Store):
             while len(out) < limit:
                 want = limit - len(out)
                 page = list(self._query(f"F#{inc}#{h}", cursor, want, self._LIST_PROJECTION))
-                out.extend(_face_record(it, False) for it in self._visible(inc, page))
+                out.extend(face_record(it, False) for it in self._visible(inc, page))
                 if len(page) < want:
                     break  # this shard is exhausted
                 cursor = page[-1]["SK"]["S"]
@@ -749,7 +658,7 @@ class DynamoDBStore(Store):
 
         with ThreadPoolExecutor(max_workers=len(SHARDS)) as pool:
             items = [it for part in pool.map(shard, SHARDS) for it in part]
-        return _table(items)
+        return face_table(items)
 
     # -----------------------------------------------------------------------------------------
     # Tags
@@ -774,10 +683,10 @@ class DynamoDBStore(Store):
                     UpdateExpression="SET Tags = :tags, TagRev = :next",
                     ConditionExpression="Incarnation = :inc AND TagRev = :rev",
                     ExpressionAttributeValues={
-                        ":tags": {"M": {k: _s(v) for k, v in tags.items()}},
-                        ":next": _n(int(item["TagRev"]["N"]) + 1),
+                        ":tags": {"M": {k: s_(v) for k, v in tags.items()}},
+                        ":next": n_(int(item["TagRev"]["N"]) + 1),
                         ":rev": item["TagRev"],
-                        ":inc": _s(record.incarnation),
+                        ":inc": s_(record.incarnation),
                     },
                 )
             except ClientError as err:
@@ -792,26 +701,3 @@ class DynamoDBStore(Store):
         if item is None or item["Incarnation"]["S"] != record.incarnation:
             return None
         return {k: v["S"] for k, v in item.get("Tags", {}).get("M", {}).items()}
-
-
-def _table(items: list[dict[str, Any]]) -> FaceTable:
-    n = len(items)
-    if n == 0:
-        return FaceTable.empty()
-    interned: dict[str, str] = {}
-
-    def shared(item: dict[str, Any], name: str) -> str | None:
-        value = item.get(name, {}).get("S")
-        return None if value is None else interned.setdefault(value, value)
-
-    return FaceTable(
-        face_ids=np.array([id_bytes(it["SK"]["S"]) for it in items], ID_DTYPE),
-        image_ids=np.array([id_bytes(it["ImageId"]["S"]) for it in items], ID_DTYPE),
-        external_ids=np.array([shared(it, "ExternalImageId") for it in items], object),
-        user_ids=np.array([shared(it, "UserId") for it in items], object),
-        boxes=np.frombuffer(b"".join(it["Box"]["B"] for it in items), "<f4").reshape(n, 4).copy(),
-        confidences=np.array([float(it["Confidence"]["N"]) for it in items], np.float32),
-        embeddings=np.frombuffer(b"".join(it["Embedding"]["B"] for it in items), "<f4")
-        .reshape(n, 128)
-        .copy(),
-    )
