@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from rekface.engine.models import DETECTOR, RECOGNIZER, SessionCache
 from rekface.engine.pose import Pose, estimate_pose
 from rekface.engine.quality import Quality, measure_quality
 from rekface.settings import Settings
+
+if TYPE_CHECKING:
+    from rekface.engine.attributes.analyzer import AttributeAnalyzer
 
 MAX_FACES = 100  # Rekognition returns at most the 100 largest faces of an image
 
@@ -59,6 +62,7 @@ class FaceEngine:
         self._detector_config = detector_config or DetectorConfig()
         self._detector: Detector | None = None
         self._embedder: Embedder | None = None
+        self._attributes: AttributeAnalyzer | None = None
         self._lock = threading.Lock()
 
     @property
@@ -76,6 +80,38 @@ class FaceEngine:
                 if self._embedder is None:
                     self._embedder = Embedder(self._sessions.get(RECOGNIZER), flip=True)
         return self._embedder
+
+    @property
+    def attributes(self) -> AttributeAnalyzer:
+        """The attribute stages (DetectFaces ALL); their models load only when a requested
+        attribute needs them, so DEFAULT requests never load them."""
+        if self._attributes is None:
+            with self._lock:
+                if self._attributes is None:
+                    # Imported here so that processes serving only DEFAULT never import (or load)
+                    # the attribute stages.
+                    from rekface.engine.attributes.analyzer import AttributeAnalyzer
+
+                    self._attributes = AttributeAnalyzer(self._sessions)
+        return self._attributes
+
+    def analyze(
+        self,
+        image: DecodedImage,
+        faces: list[Face],
+        members: frozenset[str],
+        landmarks: bool = False,
+        pose: bool = False,
+    ) -> None:
+        """Fill ``face.attributes`` with the requested optional FaceDetail members that can be
+        computed, with every landmark type when ``landmarks``, and with the mesh's head pose
+        (``attributes["Pose"]``) when ``pose``."""
+        if members or landmarks or pose:
+            self.attributes.analyze(image.rgb, faces, members, landmarks, pose)
+
+    def loaded_models(self) -> frozenset[str]:
+        """File names of the models this engine has loaded so far."""
+        return self._sessions.loaded()
 
     def warm_up(self) -> None:
         """Load both models and run each once, so the first request pays no set-up."""

@@ -39,6 +39,35 @@ RECOGNIZER = ModelSpec(
 )
 ENGINE_MODELS = (DETECTOR, RECOGNIZER)
 
+# Attribute models (DetectFaces ALL, IndexFaces DetectionAttributes): loaded only when an attribute
+# that needs them is requested, so DEFAULT requests never pay for them.
+LANDMARKS_68 = ModelSpec(
+    "faceapi_landmark68.onnx",
+    "929ec95a759f609f96d41412d4b595ce6c9f646615eaee96f5cf1f753b1cdad5",
+    "68 face landmarks (face-api)",
+)
+AGE_GENDER = ModelSpec(
+    "faceapi_age_gender.onnx",
+    "6db3572089c10e4d3b5e00245625cca2d7a18a40e059e266f3e31fe69a361046",
+    "age regression + gender (face-api)",
+)
+EXPRESSION = ModelSpec(
+    "faceapi_expression.onnx",
+    "0c9caabf2aee95e9f8620877894ae545d691e1677ee663a45395030d31680d74",
+    "7 facial expressions (face-api)",
+)
+FACE_MESH = ModelSpec(
+    "mp_face_landmark.onnx",
+    "b6de95f48734c1b847ba1f47a00c069a552feacc7eccd5bcba0032251e7d3809",
+    "468-point face mesh with depth (MediaPipe)",
+)
+IRIS = ModelSpec(
+    "mp_iris_landmark.onnx",
+    "d330c936d10d2f655de13f18216ae72baecbad8077f49bd7d155f370936a46ba",
+    "iris, pupil and eye contour (MediaPipe)",
+)
+ATTRIBUTE_MODELS = (LANDMARKS_68, AGE_GENDER, EXPRESSION, FACE_MESH, IRIS)
+
 
 class ModelLoadError(RuntimeError):
     """A model file is missing, unreadable or not the file the engine was written for."""
@@ -90,6 +119,10 @@ class SessionCache:
                 session = self._create(spec)
                 self._sessions[spec.file] = session
         return session
+
+    def loaded(self) -> frozenset[str]:
+        """File names of the models loaded so far (lazy loading is observable, and tested)."""
+        return frozenset(self._sessions)
 
     def _create(self, spec: ModelSpec) -> ort.InferenceSession:
         data = read_verified(spec, self._settings)

@@ -14,4 +14,4 @@ def detect_faces(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     selection = AttributeSelection.parse(request.get("Attributes"))
     image = read_image(ctx, request["Image"])
     faces = ctx.engine.detect(image)
-    return {"FaceDetails": face_details(image, faces, selection)}
+    return {"FaceDetails": face_details(ctx.engine, image, faces, selection)}

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rekface.engine.attributes.results import AgeRange, Binary, EyeDirection, Label
 from rekface.engine.decode import DecodedImage
-from rekface.engine.faces import Face
+from rekface.engine.faces import Face, FaceEngine
 from rekface.operations.attributes import AttributeSelection
 
 # The engine's 5 landmarks in detector order, and the order AWS's examples list them in.
@@ -40,7 +41,25 @@ def landmarks(face: Face, image: DecodedImage, all_types: bool = False) -> list[
 
 
 def pose(face: Face) -> dict[str, float]:
-    return {"Roll": face.pose.roll, "Yaw": face.pose.yaw, "Pitch": face.pose.pitch}
+    # The mesh's 3D pose when the attribute stages ran (more consistent under mirroring and
+    # rotation: benchmarks/pose_mesh.py), else the detector's 5-point estimate.
+    p = face.attributes.get("Pose", face.pose)
+    return {"Roll": p.roll, "Yaw": p.yaw, "Pitch": p.pitch}
+
+
+def attribute_json(value: Any) -> Any:
+    """An engine attribute result (``rekface.engine.attributes.results``) as the service's JSON."""
+    if isinstance(value, Binary):
+        return {"Value": value.value, "Confidence": value.confidence}
+    if isinstance(value, AgeRange):
+        return {"Low": value.low, "High": value.high}
+    if isinstance(value, EyeDirection):
+        return {"Yaw": value.yaw, "Pitch": value.pitch, "Confidence": value.confidence}
+    if isinstance(value, Label):  # Gender
+        return {"Value": value.value, "Confidence": value.confidence}
+    if isinstance(value, list):  # Emotions
+        return [{"Type": e.value, "Confidence": e.confidence} for e in value]
+    raise TypeError(f"no JSON form for attribute value {value!r}")
 
 
 def quality(face: Face) -> dict[str, float]:
@@ -53,7 +72,7 @@ def face_detail(face: Face, image: DecodedImage, selection: AttributeSelection) 
         # Attributes the engine computed for real; one no model computes is left out.
         value = face.attributes.get(member)
         if value is not None:
-            detail[member] = value
+            detail[member] = attribute_json(value)
     if selection.default:
         detail["Landmarks"] = landmarks(face, image, selection.all_landmarks)
         detail["Pose"] = pose(face)
@@ -63,9 +82,17 @@ def face_detail(face: Face, image: DecodedImage, selection: AttributeSelection) 
 
 
 def face_details(
-    image: DecodedImage, faces: list[Face], selection: AttributeSelection
+    engine: FaceEngine, image: DecodedImage, faces: list[Face], selection: AttributeSelection
 ) -> list[dict[str, Any]]:
-    """FaceDetails of DetectFaces and of IndexFaces' FaceRecords: one place for both."""
+    """FaceDetails of DetectFaces and of IndexFaces' FaceRecords: one place for both. The
+    attribute stages run here, only for the members requested (none for DEFAULT)."""
+    engine.analyze(
+        image,
+        faces,
+        selection.members,
+        landmarks=selection.all_landmarks,
+        pose=selection.default and (bool(selection.members) or selection.all_landmarks),
+    )
     return [face_detail(f, image, selection) for f in faces]
 
 
