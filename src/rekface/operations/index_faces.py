@@ -66,8 +66,8 @@ def index_faces(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     result = ctx.store.add_faces(collection, records)
     ctx.search.faces_added(result)
 
-    details = face_details(image, [faces[r] for r in kept], selection)
-    skipped = face_details(image, [faces[r] for r, _ in unindexed], selection)
+    details = face_details(ctx.engine, image, [faces[r] for r in kept], selection)
+    skipped = face_details(ctx.engine, image, [faces[r] for r, _ in unindexed], selection)
     return {
         "FaceRecords": [
             {"Face": face_json(record, collection.face_model_version), "FaceDetail": detail}
