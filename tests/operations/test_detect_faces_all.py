@@ -5,6 +5,7 @@ rotation, and lazy loading (DEFAULT loads no attribute model)."""
 from __future__ import annotations
 
 import io
+import uuid
 
 import pytest
 from PIL import Image
@@ -201,3 +202,23 @@ def test_default_loads_no_attribute_model_and_each_attribute_loads_only_its_own(
     assert {"faceapi_age_gender.onnx", "mp_face_landmark.onnx", "mp_iris_landmark.onnx"} <= (
         engine.loaded_models()
     )
+
+
+def test_index_faces_detection_attributes_all_gives_the_same_face_detail(ctx, photo):
+    collection = f"attrs-{uuid.uuid4().hex[:12]}"
+    operations.run(ctx, "CreateCollection", {"CollectionId": collection})
+    try:
+        request = {
+            "CollectionId": collection,
+            "Image": {"Bytes": photo(BREMER)},
+            "DetectionAttributes": ["ALL"],
+        }
+        response = operations.run(ctx, "IndexFaces", request)
+        validate_shape(output_shape("IndexFaces"), response)
+        (record,) = response["FaceRecords"]
+    finally:
+        operations.run(ctx, "DeleteCollection", {"CollectionId": collection})
+    (detected,) = detect(ctx, photo(BREMER), ["ALL"])
+    # One code path (face_details) for both operations: the same members and values.
+    assert record["FaceDetail"] == detected
+    assert len(record["FaceDetail"]["Landmarks"]) == 30
