@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -55,6 +56,16 @@ class AttributeNets:
         self._sessions = sessions
         self._lock = threading.Lock()
         self._runners: dict[str, object] = {}
+        self._worker: ThreadPoolExecutor | None = None
+
+    @property
+    def worker(self) -> ThreadPoolExecutor:
+        """One thread that runs the mesh -> iris chain beside the caller's face-api chain."""
+        if self._worker is None:
+            with self._lock:
+                if self._worker is None:
+                    self._worker = ThreadPoolExecutor(1, thread_name_prefix="rekface-mesh")
+        return self._worker
 
     def _get(self, key: str, make: Callable[[], object]) -> object:
         runner = self._runners.get(key)
@@ -200,6 +211,13 @@ FEATURES: dict[str, Callable[[FaceAnalysis], float]] = {
     "p_female": lambda a: a.age_gender.p_female,
     "mesh_presence": lambda a: a.mesh.presence,
 }
+# Features read off the mesh (and, for eye_open_iris*, the iris net, which needs the mesh's eye
+# corners): the analyzer runs that chain beside the face-api chain when a request needs both.
+MESH_FEATURES = frozenset(
+    {"lip_gap_mesh", "corner_lift_mesh", "mesh_presence"}
+    | {n for n in FEATURES if n.startswith("eye_open_mesh")}
+)
+IRIS_FEATURES = frozenset(n for n in FEATURES if n.startswith("eye_open_iris"))
 # Region statistics (regions.py) under their own names.
 for _name in (
     f"{r}_{s}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rekface.engine.attributes.age_gender import AgeRangeModel, gender
-from rekface.engine.attributes.analysis import AttributeNets, FaceAnalysis
+from rekface.engine.attributes.analysis import (
+    IRIS_FEATURES,
+    MESH_FEATURES,
+    AttributeNets,
+    FaceAnalysis,
+)
 from rekface.engine.attributes.expression import emotions
 from rekface.engine.attributes.gaze import GazeModel, eye_direction, eye_offset
 from rekface.engine.attributes.headpose import mesh_pose
@@ -110,14 +115,51 @@ class AttributeAnalyzer:
         wanted = sorted(set(members) & self.params.members())
         if not (wanted or landmarks or pose):
             return
+        chain = self._mesh_chain(wanted, landmarks, pose)
         for face in faces:
             a = self.analysis(rgb, face)
-            for member in wanted:
-                face.attributes[member] = self._member(member, a)
+            pending = None
+            if chain is not None:
+                # The mesh -> iris chain runs in a worker thread while this thread runs the
+                # face-api nets: with 2 cores the two chains take the time of the longer one
+                # (onnxruntime releases the GIL; the stages share nothing but ``roll``).
+                _ = a.roll
+                pending = self._nets.worker.submit(chain, a)
+            try:
+                # Members of the face-api chain first, so this thread never waits on (or
+                # duplicates) the mesh the worker is computing.
+                for member in sorted(wanted, key=self._needs_mesh):
+                    if pending is not None and self._needs_mesh(member):
+                        pending.result()
+                    face.attributes[member] = self._member(member, a)
+            finally:
+                if pending is not None:
+                    pending.result()
             if landmarks:
                 face.attributes["Landmarks"] = all_landmarks(a)
             if pose:
                 face.attributes["Pose"] = mesh_pose(a.mesh.points)
+
+    def _needs_mesh(self, member: str) -> bool:
+        if member == "EyeDirection":
+            return True
+        classifier = self.params.classifiers.get(member)
+        return classifier is not None and bool(
+            set(classifier.features) & (MESH_FEATURES | IRIS_FEATURES)
+        )
+
+    def _mesh_chain(
+        self, wanted: list[str], landmarks: bool, pose: bool
+    ) -> Callable[[FaceAnalysis], object] | None:
+        """What of the mesh -> iris chain this request needs (to run it ahead), or None."""
+        p = self.params
+        names = {n for m in wanted if m in p.classifiers for n in p.classifiers[m].features}
+        eyes = landmarks or "EyeDirection" in wanted or bool(names & IRIS_FEATURES)
+        if eyes:
+            return lambda a: a.eyes
+        if pose or names & MESH_FEATURES:
+            return lambda a: a.mesh
+        return None
 
     def _member(self, member: str, a: FaceAnalysis) -> Any:
         p = self.params
