@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -44,8 +44,11 @@ from rekface.engine.models import (
 if TYPE_CHECKING:
     from rekface.engine.faces import Face
 
-# The mesh's second, tracking-style pass (its own crop): on the hand labels it separated open
-# from closed mouths and eyes better than the first pass on the detector's box.
+R = TypeVar("R")
+
+# The mesh's second pass on MediaPipe's own tracking crop (the crop the net was trained on): in
+# our exploration on the hand labels it separated open from closed mouths slightly better than the
+# single pass on the detector's box, and it makes the crop independent of the detector's box.
 MESH_REFINE = True
 
 
@@ -67,7 +70,7 @@ class AttributeNets:
                     self._worker = ThreadPoolExecutor(1, thread_name_prefix="rekface-mesh")
         return self._worker
 
-    def _get(self, key: str, make: Callable[[], object]) -> object:
+    def _get(self, key: str, make: Callable[[], R]) -> R:
         runner = self._runners.get(key)
         if runner is None:
             with self._lock:
@@ -75,33 +78,33 @@ class AttributeNets:
                 if runner is None:
                     runner = make()
                     self._runners[key] = runner
-        return runner
+        return runner  # type: ignore[return-value]  # stored under its own key by make()
 
     @property
     def landmarks68(self) -> Landmarks68:
-        return self._get("lm68", lambda: Landmarks68(self._sessions.get(LANDMARKS_68)))  # type: ignore[return-value]
+        return self._get("lm68", lambda: Landmarks68(self._sessions.get(LANDMARKS_68)))
 
     @property
     def age_gender(self) -> AgeGenderNet:
-        return self._get("ag", lambda: AgeGenderNet(self._sessions.get(AGE_GENDER)))  # type: ignore[return-value]
+        return self._get("ag", lambda: AgeGenderNet(self._sessions.get(AGE_GENDER)))
 
     @property
     def expression(self) -> ExpressionNet:
-        return self._get("ex", lambda: ExpressionNet(self._sessions.get(EXPRESSION)))  # type: ignore[return-value]
+        return self._get("ex", lambda: ExpressionNet(self._sessions.get(EXPRESSION)))
 
     @property
     def mesh(self) -> FaceMesh:
-        return self._get("mesh", lambda: FaceMesh(self._sessions.get(FACE_MESH)))  # type: ignore[return-value]
+        return self._get("mesh", lambda: FaceMesh(self._sessions.get(FACE_MESH)))
 
     @property
     def iris(self) -> Iris:
-        return self._get("iris", lambda: Iris(self._sessions.get(IRIS)))  # type: ignore[return-value]
+        return self._get("iris", lambda: Iris(self._sessions.get(IRIS)))
 
     @property
     def embedder(self) -> Embedder:
         # The same session as the engine's own embedder (one SessionCache), so a process that
         # also indexes faces loads the recognizer once.
-        return self._get("emb", lambda: Embedder(self._sessions.get(RECOGNIZER), flip=True))  # type: ignore[return-value]
+        return self._get("emb", lambda: Embedder(self._sessions.get(RECOGNIZER), flip=True))
 
 
 def _lip_gap_68(p: np.ndarray) -> float:
