@@ -2,8 +2,11 @@
 
 The whole operation as a request runs it (validation, JPEG decode, detection, quality filter,
 alignment, flip-averaged embedding, FaceDetail, the store's transaction on the embedded SQLite
-store, the search cache update), with 1 thread and with as many threads as CPUs. Photos are the
-identity photos that are exactly 150x150 and in which the engine finds exactly one face.
+store, the search cache update): with 1 request thread (onnxruntime using every core), and with
+one request thread per CPU (onnxruntime on one thread each: REKFACE_THREADS=1, the configuration
+for throughput). Photos are the identity photos that are exactly 150x150 and in which the engine
+finds exactly one face. Also printed: the fastest time of each stage on one core, which bounds
+the throughput of an otherwise idle machine (CPUs / sum of the stages).
 
 usage: python benchmarks/index_throughput.py [--photos 600]
 """
@@ -80,18 +83,46 @@ def main() -> None:
         "(other processes share the machine: figures are lower bounds)",
     )
     with tempfile.TemporaryDirectory(prefix="rekface-index-") as tmp:
-        ctx = build_context(Settings(data_dir=Path(tmp)))
-        ctx.engine.warm_up()
-        photos = single_face_photos(ctx, args.photos)
-        print(f"{len(photos)} single-face 150x150 photos")
-        warm = photos[:20]
-        run(ctx, warm, 1, "warm-up")
-        for threads in sorted({1, cpus}):
-            rate = run(ctx, photos, threads, f"bench-{threads}")
+        for threads, ort_threads in sorted({(1, 0), (cpus, 1)}):
+            ctx = build_context(Settings(data_dir=Path(tmp) / str(threads), threads=ort_threads))
+            ctx.engine.warm_up()
+            photos = single_face_photos(ctx, args.photos)
+            run(ctx, photos[:20], 1, "warm-up")
+            rate = run(ctx, photos, threads, "bench")
             print(
-                f"IndexFaces, {threads} thread(s): {rate:6.1f} images/s   target >= {TARGET:g} "
+                f"IndexFaces, {threads} request thread(s), onnxruntime threads "
+                f"{ort_threads or cpus}: {rate:6.1f} images/s   target >= {TARGET:g} "
                 f"(ratio {rate / TARGET:.2f})"
             )
+        stages(ctx, photos)
+
+
+def stages(ctx, photos: list[bytes]) -> None:
+    """Fastest time of each stage for one photo, on one core (ctx has onnxruntime on 1 thread)."""
+    from rekface.engine.decode import decode_image
+
+    best: dict[str, float] = {}
+
+    def timed(name: str, fn):
+        t = time.perf_counter()
+        out = fn()
+        best[name] = min(best.get(name, 1e9), (time.perf_counter() - t) * 1000)
+        return out
+
+    for data in photos[:100]:
+        image = timed("decode", lambda data=data: decode_image(data))
+        faces = timed(
+            "detect + align + pose + quality", lambda image=image: ctx.engine.detect(image)
+        )
+        timed("embed (chip + flipped chip)", lambda faces=faces: ctx.engine.embed(faces))
+    total = sum(best.values())
+    parts = ", ".join(f"{k} {v:.1f} ms" for k, v in best.items())
+    cpus = os.cpu_count() or 1
+    print(
+        f"fastest stages on one core: {parts}; sum {total:.1f} ms -> at most "
+        f"{cpus * 1000 / total:.0f} images/s on {cpus} idle cores (before the request's own "
+        "work: validation, FaceDetail, store, hash)"
+    )
 
 
 if __name__ == "__main__":

@@ -445,19 +445,17 @@ def _after(face_id: str | None) -> bytes:
 
 
 def _table(rows: list[tuple]) -> FaceTable:
-    """Rows (face_id, image_id, external_image_id, user_id, vector) -> columns, with one str
-    object per distinct ExternalImageId / UserId."""
+    """Rows (face_id, image_id, external_image_id, user_id, vector) -> columns."""
     n = len(rows)
     if n == 0:
         return FaceTable.empty()
     face_ids, image_ids, externals, users, vectors = zip(*rows, strict=True)
     values = np.frombuffer(b"".join(vectors), VECTOR)
-    shared: dict[str, str] = {}
     return FaceTable(
         face_ids=np.frombuffer(b"".join(face_ids), ID_DTYPE).copy(),
         image_ids=np.frombuffer(b"".join(image_ids), ID_DTYPE).copy(),
-        external_ids=np.array([e and shared.setdefault(e, e) for e in externals], object),
-        user_ids=np.array([u and shared.setdefault(u, u) for u in users], object),
+        external_ids=np.array(externals, object),
+        user_ids=np.array(users, object),
         boxes=np.ascontiguousarray(values["box"]),
         confidences=np.ascontiguousarray(values["confidence"]),
         embeddings=np.ascontiguousarray(values["embedding"]),
