@@ -17,8 +17,8 @@ face, the attribute stages of ``rekface.engine.attributes``):
   known birth years (tools/attributes/birth_years.tsv): the narrowest linear width that holds the
   true age in ``AGE_COVERAGE`` of the photos.
 - EyeDirection: the pupils' resting offset (median over the labelled photos with open eyes) and
-  the spread of left/right disagreement; written only if gaze_labels.tsv agrees (see
-  ``benchmarks/attributes_accuracy.py``).
+  the median left/right disagreement (Confidence 50 there); written when our gaze labels
+  (gaze_labels.tsv) exist, against which ``benchmarks/attributes_accuracy.py`` measures it.
 
 usage: python tools/attributes/fit_attributes.py [--check]   (--check: print, don't write)
 """
