@@ -89,7 +89,9 @@ class Page(Generic[T]):
 
 @dataclass(frozen=True)
 class AddFacesResult:
-    collection: CollectionRecord  # as of right after the write
+    # The collection: as of right after the write where the backend knows it (SQLite), else as
+    # read just before it (DynamoDB, whose transactions return no values).
+    collection: CollectionRecord
     added: list[FaceRecord]  # newly stored faces (a re-indexed image adds none)
     versions: list[int]  # the collection version each atomic write produced, in order
 
