@@ -3,64 +3,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from dataclasses import dataclass
-from pathlib import Path
 
-import boto3
-import pytest
-from lambda_local import InProcessLambda
-from moto import mock_aws
+from lambda_local import InProcessLambda, LambdaContext, event, load_handler
 
-from rekface.adapters import lambda_api
 from rekface.adapters.lambda_router import Router
 from rekface.spec.operations import OPERATIONS
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "rekface-test"
-    memory_limit_in_mb: int = 2048
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:rekface-test"
-    aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
-
-
-def load_handler(function: str):
-    spec = importlib.util.spec_from_file_location(
-        f"fn_{function}", REPO / "functions" / function / "app.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.handler
-
-
-def event(name: str) -> dict:
-    return json.loads((REPO / "events" / f"{name}.json").read_text())
-
-
-@pytest.fixture
-def samples(photo, monkeypatch, tmp_path):
-    monkeypatch.setenv("REKFACE_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    with mock_aws():
-        lambda_api.reset()  # the handlers' process context is built inside the mock
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket="rekface-samples")
-        s3.put_object(
-            Bucket="rekface-samples",
-            Key="photos/face-1.jpg",
-            Body=photo("identities/Paul_Bremer/12.jpg"),
-        )
-        s3.put_object(
-            Bucket="rekface-samples",
-            Key="photos/face-2.jpg",
-            Body=photo("identities/Paul_Bremer/5.jpg"),
-        )
-        yield s3
-        lambda_api.reset()
 
 
 def invoke(function: str, evt: dict) -> tuple[int, dict, dict]:

@@ -8,32 +8,11 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 from lambda_local import InProcessLambda, LambdaContext, event, load_handler
-from moto import mock_aws
 
-from rekface.adapters import lambda_api
 from rekface.adapters.lambda_router import FUNCTIONS_ENV, Router, functions_from_env, lambda_invoker
 from rekface.spec.operations import OPERATIONS
 
 FUNCTIONS = {op.name: op.snake for op in OPERATIONS}
-
-
-@pytest.fixture
-def samples(photo, monkeypatch, tmp_path):
-    """The photos the sample events name, in the sample bucket on moto."""
-    monkeypatch.setenv("REKFACE_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    with mock_aws():
-        lambda_api.reset()  # the functions' process context is built inside the mock
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket="rekface-samples")
-        for key, rel in (("face-1", "Paul_Bremer/12"), ("face-2", "Paul_Bremer/5")):
-            s3.put_object(
-                Bucket="rekface-samples",
-                Key=f"photos/{key}.jpg",
-                Body=photo(f"identities/{rel}.jpg"),
-            )
-        yield s3
-        lambda_api.reset()
 
 
 def body(out: dict) -> dict:
