@@ -18,12 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rekface.search.users import UserMatchCosine, UserVectors
 from rekface.stores.base import Store
 from rekface.stores.records import (
     AddFacesResult,
     CollectionRecord,
     DeleteFacesResult,
     FaceRecord,
+    UsersChange,
 )
 
 
@@ -65,3 +67,31 @@ class SearchBackend(ABC):
 
     def collection_deleted(self, collection: CollectionRecord) -> None:  # noqa: B027
         pass
+
+    def users_changed(self, change: UsersChange) -> None:  # noqa: B027
+        """AssociateFaces, DisassociateFaces or DeleteUser changed the UserId of some faces
+        (``change.user_ids``: FaceId -> UserId now, None when in no user), in a write that bumped
+        the collection's version like every face write."""
+
+    # Users (SearchUsers, SearchUsersByImage): a user is its faces' centroid (search.users).
+
+    def search_users(
+        self,
+        collection: CollectionRecord,
+        embedding: np.ndarray,
+        max_users: int,
+        min_cosine: float,
+        exclude_user_id: str | None = None,
+    ) -> list[UserMatchCosine]:
+        """The ``max_users`` users whose centroid has the highest cosine to ``embedding``, all
+        >= min_cosine, highest first (ties by UserId), without ``exclude_user_id``. A user
+        without faces has no centroid and never matches. Reflects at least ``collection``'s
+        version, as ``search``."""
+        return self.user_vectors(collection).top(embedding, max_users, min_cosine, exclude_user_id)
+
+    def user_vectors(self, collection: CollectionRecord) -> UserVectors:
+        """Every user's centroid as of at least ``collection``'s version. This default derives
+        them from the store's face table on each call (exact, not fast); a backend that keeps
+        the faces, or its own index of users, overrides it (or ``search_users``)."""
+        table, _ = self.store.load_faces(collection)
+        return UserVectors.from_table(table)

@@ -74,11 +74,64 @@ class FaceRecord:
 
 @dataclass(frozen=True)
 class UserRecord:
-    """A user of a collection (issue 11 builds the operations): its faces carry its UserId."""
+    """A user of a collection: a name for up to 100 of its faces, which carry its UserId.
+
+    ``status`` is what the API shows: CREATED while the user has no face, ACTIVE once it has one.
+    Every user write is atomic, so UPDATING and CREATING (states of the service's asynchronous
+    updates) are never shown."""
 
     user_id: str
-    status: str  # CREATED | UPDATING | ACTIVE | CREATING
+    status: str  # CREATED | ACTIVE
     face_count: int
+
+    @staticmethod
+    def status_for(face_count: int) -> str:
+        return "ACTIVE" if face_count > 0 else "CREATED"
+
+
+@dataclass(frozen=True)
+class RequestToken:
+    """A ClientRequestToken and what it stands for: the same token with the same request (same
+    ``digest``) replays the first answer; with another request it is refused."""
+
+    operation: str
+    token: str
+    digest: str  # hex SHA-256 of the request without its token
+
+
+@dataclass(frozen=True)
+class FaceOutcome:
+    """A face a user write did not change, and why (Rekognition's Unsuccessful* items)."""
+
+    face_id: str
+    reasons: list[str]  # FACE_NOT_FOUND | ASSOCIATED_TO_A_DIFFERENT_USER | LOW_MATCH_CONFIDENCE
+    user_id: str | None = None
+    confidence: float | None = None  # the match Similarity of a LOW_MATCH_CONFIDENCE face
+
+
+@dataclass(frozen=True)
+class UsersChange:
+    """Faces whose UserId a committed write changed: the search backends' ``users_changed``
+    notice (AssociateFaces, DisassociateFaces, DeleteUser)."""
+
+    # As of right after the write where the backend knows it (SQLite), else as read just before
+    # it (DynamoDB), as AddFacesResult.collection.
+    collection: CollectionRecord
+    user_ids: dict[str, str | None]  # FaceId -> its UserId now (None: in no user)
+    versions: list[int]  # the collection versions the write produced ([] if not known)
+
+
+@dataclass(frozen=True)
+class UserWrite:
+    """What CreateUser, DeleteUser, AssociateFaces or DisassociateFaces did to a user."""
+
+    user: UserRecord | None  # the user after the write (None after DeleteUser)
+    changed: list[str]  # FaceIds associated (AssociateFaces) or disassociated (the others)
+    unsuccessful: list[FaceOutcome]
+    # The committed change for the search notice; None when nothing changed, and on a replay
+    # (the same ClientRequestToken again: the first call's answer, nothing done twice).
+    change: UsersChange | None = None
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
