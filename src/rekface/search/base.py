@@ -8,7 +8,7 @@ write after the store committed it (``faces_added``, ``faces_deleted``, ``collec
 must stay correct if a notice is lost (another process wrote): the in-memory backend compares the
 collection's version, which every write bumps in the same atomic write as the faces. Backends on
 an external engine (S3 Vectors, pgvector: issue 13) implement the same methods and use the
-notices to keep their index in step.
+notices to keep their index in step, plus ``faces_adding`` before IndexFaces' store write.
 """
 
 from __future__ import annotations
@@ -56,6 +56,13 @@ class SearchBackend(ABC):
         """A stored face's embedding (SearchFaces), None if the collection has no such face."""
         face = self.store.get_face(collection, face_id)
         return None if face is None else face.embedding
+
+    # Notice of a write about to be made (before the store commits it): a backend on an external
+    # engine writes the faces' vectors here, so that the instant the store shows a face it is
+    # searchable too (rekface.search.indexed documents the protocol and what a crash leaves).
+
+    def faces_adding(self, collection: CollectionRecord, faces: list[FaceRecord]) -> None:  # noqa: B027
+        pass
 
     # Notices of committed writes (no-ops unless a backend keeps its own copy of the data).
 

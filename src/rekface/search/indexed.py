@@ -1,0 +1,217 @@
+"""Search on an external vector engine (S3 Vectors, pgvector): the protocol, once.
+
+The store (SQLite or DynamoDB) stays the source of truth; the engine holds one vector per face,
+keyed by FaceId, in one index per collection *incarnation* (a collection deleted and re-created
+under the same id starts from an empty index, as it starts from no faces). Subclasses implement
+small primitives (``_put``, ``_present``, ``_delete``, ``_query``, ``_drop``, ``_incarnations``);
+this class decides the order of writes and how searches use the answers.
+
+Invariant, once a call has returned: a face is searchable if and only if the store shows it.
+
+- **Searchable => has a record.** A search asks the engine for candidates, then reads them from
+  the store (``Store.get_faces`` with embeddings). A vector without a record is dropped, and every
+  answer's record, UserId and cosine come from the store: the cosine is recomputed from the
+  stored embedding exactly as the in-memory backend computes it, so ranking, ties (by FaceId),
+  thresholds and Similarity are the same on every backend; the engine only proposes candidates.
+- **Has a record => searchable.** IndexFaces writes the vectors *before* the store
+  (``faces_adding``): when the store commits, the vectors are already there. A crash between the
+  two leaves vectors without records, which are invisible (above) and are written again, with
+  the same keys, by the retry (FaceIds derive from the image, so a retry has the same ids).
+- **DeleteFaces** deletes the records first (the faces vanish from listings and searches at
+  once), then the vectors. A crash between the two leaves invisible vectors.
+- **Races.** A DeleteFaces of a face that a concurrent IndexFaces of the same image re-creates
+  could delete the vector after the re-indexing wrote it. Both sides check after their own
+  write: IndexFaces reads back (``_present``) the vectors of the faces it added and writes the
+  missing ones; DeleteFaces reads the store for the faces it deleted and writes back the vector
+  of any that exists again. Whichever write comes last, one of the two checks runs after it.
+- **DeleteCollection** retires the collection in the store, then drops its index. A crash
+  between leaves an index of a dead incarnation: ``orphan_indexes``/``drop_orphan_indexes``
+  (``rekface vectors gc``) find and drop them.
+
+Vectors without records (a crash, an IndexFaces that failed on a quota) cost storage and take
+candidate slots until collected; searches over-fetch to absorb a few.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rekface.search.base import CosineMatch, SearchBackend
+from rekface.search.exact import cosines
+from rekface.stores.base import Store
+from rekface.stores.records import (
+    AddFacesResult,
+    CollectionRecord,
+    DeleteFacesResult,
+    FaceRecord,
+)
+
+# Candidates asked beyond MaxFaces: room for the excluded face (SearchFaces) and a few vectors
+# whose records are gone.
+OVER_FETCH = 16
+# Engines compute distances in their own precision (and may quantize): a candidate is kept for
+# the exact check if its engine cosine is within this of the threshold.
+ENGINE_SLACK = 2e-3
+
+
+@dataclass(frozen=True)
+class Vector:
+    face_id: str
+    embedding: np.ndarray  # [128] float32, unit
+    user_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """An engine's answer: FaceIds with the engine's cosine, best first, and whether the engine
+    has no further candidate above the asked cosine (so asking for more would not help)."""
+
+    face_ids: list[str]
+    cosines: list[float]
+    exhausted: bool
+
+
+def vectors_of(faces: Iterable[FaceRecord]) -> list[Vector]:
+    out = []
+    for f in faces:
+        assert f.embedding is not None, "a face written to a vector index needs its embedding"
+        out.append(Vector(f.face_id, np.asarray(f.embedding, np.float32), f.user_id))
+    return out
+
+
+class IndexedSearch(SearchBackend):
+    max_top_k: int = 10_000  # the most candidates one query may ask for
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+
+    # -----------------------------------------------------------------------------------------
+    # Writes
+
+    def faces_adding(self, collection: CollectionRecord, faces: list[FaceRecord]) -> None:
+        if faces:
+            self._put(collection, vectors_of(faces))
+
+    def faces_added(self, result: AddFacesResult) -> None:
+        if not result.added:
+            return
+        ids = [f.face_id for f in result.added]
+        present = self._present(result.collection, ids)
+        missing = [f for f in result.added if f.face_id not in present]
+        if missing:  # a concurrent DeleteFaces of the same faces deleted them meanwhile
+            self._put(result.collection, vectors_of(missing))
+
+    def faces_deleted(self, result: DeleteFacesResult) -> None:
+        if not result.deleted:
+            return
+        self._delete(result.collection, list(result.deleted))
+        again = self.store.get_faces(result.collection, result.deleted, embeddings=True)
+        if again:  # re-indexed by a concurrent IndexFaces after our store delete
+            self._put(result.collection, vectors_of(again.values()))
+
+    def collection_deleted(self, collection: CollectionRecord) -> None:
+        self._drop(collection.incarnation)
+
+    def put_faces(self, collection: CollectionRecord, faces: Sequence[FaceRecord]) -> None:
+        """Bulk load (``rekface vectors move``): idempotent, keys are FaceIds."""
+        if faces:
+            self._put(collection, vectors_of(faces))
+
+    # -----------------------------------------------------------------------------------------
+    # Search
+
+    def search(
+        self,
+        collection: CollectionRecord,
+        embedding: np.ndarray,
+        max_faces: int,
+        min_cosine: float,
+        exclude_face_id: str | None = None,
+    ) -> list[CosineMatch]:
+        query = np.asarray(embedding, np.float32)
+        k = min(self.max_top_k, max_faces + OVER_FETCH)
+        while True:
+            found = self._query(collection, query, k, min_cosine - ENGINE_SLACK)
+            matches = self._verified(collection, query, found, min_cosine, exclude_face_id)
+            if len(matches) >= max_faces or found.exhausted or k >= self.max_top_k:
+                break
+            k = min(self.max_top_k, 2 * k)  # vectors without records took the room: ask more
+        matches.sort(key=lambda m: (-m.cosine, m.face.face_id))
+        return matches[:max_faces]
+
+    def _verified(
+        self,
+        collection: CollectionRecord,
+        query: np.ndarray,
+        found: Candidates,
+        min_cosine: float,
+        exclude_face_id: str | None,
+    ) -> list[CosineMatch]:
+        """The candidates that have a record, with their exact cosine from the stored embedding."""
+        ids = [f for f in found.face_ids if f != exclude_face_id]
+        records = self.store.get_faces(collection, ids, embeddings=True)
+        faces = [records[f] for f in ids if f in records]
+        if not faces:
+            return []
+        matrix = np.stack([np.asarray(f.embedding, np.float32) for f in faces])
+        exact = cosines(matrix, np.arange(len(faces)), query)
+        return [
+            CosineMatch(_without_embedding(f), float(c))
+            for f, c in zip(faces, exact.tolist(), strict=True)
+            if c >= min_cosine
+        ]
+
+    # -----------------------------------------------------------------------------------------
+    # Housekeeping
+
+    def orphan_indexes(self, live_incarnations: set[str]) -> list[str]:
+        """Indexes whose collection is gone. List the engine's indexes *before* reading the live
+        collections: an index is created after its collection, so none is mistaken for dead."""
+        return [inc for inc in self._incarnations() if inc not in live_incarnations]
+
+    def drop_index(self, incarnation: str) -> None:
+        self._drop(incarnation)
+
+    # -----------------------------------------------------------------------------------------
+    # Primitives
+
+    @abstractmethod
+    def _put(self, collection: CollectionRecord, vectors: list[Vector]) -> None:
+        """Write (or overwrite) vectors, creating the collection's index if needed."""
+
+    @abstractmethod
+    def _present(self, collection: CollectionRecord, face_ids: list[str]) -> set[str]:
+        """Which of these FaceIds have a vector."""
+
+    @abstractmethod
+    def _delete(self, collection: CollectionRecord, face_ids: list[str]) -> None:
+        """Delete vectors (absent ones and a missing index are fine)."""
+
+    @abstractmethod
+    def _query(
+        self, collection: CollectionRecord, query: np.ndarray, k: int, min_cosine: float
+    ) -> Candidates:
+        """Up to ``k`` nearest vectors with engine cosine >= ``min_cosine``, best first."""
+
+    @abstractmethod
+    def _drop(self, incarnation: str) -> None:
+        """Delete a collection incarnation's index (a missing one is fine)."""
+
+    @abstractmethod
+    def _incarnations(self) -> list[str]:
+        """The incarnations that have an index."""
+
+
+def _without_embedding(face: FaceRecord) -> FaceRecord:
+    return FaceRecord(
+        face.face_id,
+        face.image_id,
+        face.external_image_id,
+        face.box,
+        face.confidence,
+        face.user_id,
+    )

@@ -1,0 +1,110 @@
+"""rekface's own schema in PostgreSQL: numbered migrations, applied once, in order, under an
+advisory lock (many processes may start at once), recorded in ``rekface_schema``.
+
+A new version of rekface adds a migration at the end of ``MIGRATIONS``; it never edits one that
+shipped. Partitions (one per collection incarnation) are created and dropped at run time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+_LOCK_ID = 0x7265_6B66  # "rekf": the advisory lock that serialises migrations
+PARTITION_PREFIX = "rekface_vectors_"
+
+# HNSW build parameters: pgvector's defaults (m 16, ef_construction 64); the benchmark
+# (benchmarks/pgvector_scale.py) measures recall and latency with them.
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 64
+
+MIGRATIONS: list[str] = [
+    # 1: the vectors, one partition per collection incarnation, an HNSW graph per partition.
+    f"""
+    CREATE EXTENSION IF NOT EXISTS vector;
+    CREATE TABLE rekface_vectors (
+        incarnation uuid NOT NULL,
+        face_id uuid NOT NULL,
+        embedding vector(128) NOT NULL,
+        user_id text,
+        written_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (incarnation, face_id)
+    ) PARTITION BY LIST (incarnation);
+    CREATE INDEX rekface_vectors_hnsw ON rekface_vectors
+        USING hnsw (embedding vector_cosine_ops)
+        WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION});
+    """,
+]
+
+
+class UndefinedPartition(Exception):
+    """A write found no partition for its collection incarnation (dropped meanwhile)."""
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    import psycopg.errors
+
+    try:
+        yield
+    except psycopg.errors.CheckViolation as exc:  # "no partition of relation ... found for row"
+        if "no partition" in str(exc):
+            raise UndefinedPartition(str(exc)) from None
+        raise
+
+
+def version(conn: Any) -> int:
+    exists = conn.execute("SELECT to_regclass('rekface_schema')").fetchone()[0]
+    if exists is None:
+        return 0
+    return conn.execute("SELECT COALESCE(MAX(version), 0) FROM rekface_schema").fetchone()[0]
+
+
+def migrate(conn: Any) -> int:
+    """Bring the schema to the latest version; returns how many migrations ran."""
+    if version(conn) == len(MIGRATIONS):
+        return 0
+    ran = 0
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS rekface_schema ("
+            "version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        current = version(conn)  # again, under the lock
+        for number, sql in enumerate(MIGRATIONS[current:], start=current + 1):
+            conn.execute(sql)
+            conn.execute("INSERT INTO rekface_schema (version) VALUES (%s)", (number,))
+            ran += 1
+    return ran
+
+
+def partition_name(incarnation: str) -> str:
+    return PARTITION_PREFIX + uuid.UUID(incarnation).hex
+
+
+def ensure_partition(conn: Any, incarnation: str) -> None:
+    name = partition_name(incarnation)
+    with conn.transaction():
+        # Two writers of a new collection at once: one creates, the other waits and finds it.
+        conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_ID, name))
+        exists = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0]
+        if exists is None:
+            conn.execute(
+                f"CREATE TABLE {name} PARTITION OF rekface_vectors "
+                f"FOR VALUES IN ('{uuid.UUID(incarnation)}')"
+            )
+
+
+def drop_partition(conn: Any, incarnation: str) -> None:
+    conn.execute(f"DROP TABLE IF EXISTS {partition_name(incarnation)}")
+
+
+def partitions(conn: Any) -> list[str]:
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'rekface_vectors'::regclass"
+    ).fetchall()
+    return [str(uuid.UUID(r[0][len(PARTITION_PREFIX) :])) for r in rows]

@@ -1,0 +1,198 @@
+"""PostgreSQL + pgvector as the search engine (Aurora PostgreSQL Serverless v2 over a direct
+connection, or any PostgreSQL >= 13 with pgvector >= 0.8 on a bigger machine).
+
+Layout (``pg_schema`` owns the migrations): one table ``rekface_vectors`` (incarnation, FaceId,
+embedding vector(128), UserId) partitioned by LIST on the incarnation, one partition per
+collection, and an HNSW index (cosine) declared on the parent, so each collection has its own
+graph: the filter "this collection" is partition pruning, not a filter on a shared graph. (On one
+graph over all collections, pgvector returns ef_search candidates and *then* filters: a filtered
+top-10 came back with about 6 rows in our trial; iterative scans fix that only partly, and a small
+collection next to a 20-million-face one would be scanned for tuples that never match.)
+
+Queries:
+- A collection below ``exact_below`` faces (the record's FaceCount) is searched exactly (a
+  sequential scan of its partition: faster than the graph at that size, and exact).
+- Above, the HNSW graph with ``hnsw.ef_search`` = max(``ef_search``, k) and
+  ``hnsw.iterative_scan = relaxed_order`` (so that a filter, e.g. faces of users, still yields k
+  rows), nearest first; the threshold is applied outside the scan (a materialized CTE), as
+  pgvector recommends for distance filters, so the graph walk stops at k.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from rekface.search import pg_schema
+from rekface.search.indexed import Candidates, IndexedSearch, Vector
+from rekface.stores.base import Store
+from rekface.stores.records import CollectionRecord
+
+DEFAULT_EF_SEARCH = 100
+DEFAULT_EXACT_BELOW = 20_000
+MAX_TOP_K = 10_000
+_POOL_SIZE = 8
+
+
+class ConnectionPool:
+    """A few psycopg connections (autocommit; transactions where needed), one per thread at a
+    time. Connections are opened on demand and checked before reuse."""
+
+    def __init__(self, dsn: str, size: int = _POOL_SIZE) -> None:
+        self.dsn = dsn
+        self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(size)
+        self._schema_lock = threading.Lock()
+        self._schema_ready = False
+
+    def _open(self) -> Any:
+        import psycopg
+        from pgvector.psycopg import register_vector
+
+        conn = psycopg.connect(self.dsn, autocommit=True)
+        with self._schema_lock:
+            if not self._schema_ready:
+                pg_schema.migrate(conn)
+                self._schema_ready = True
+        register_vector(conn)
+        return conn
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        self._slots.acquire()
+        conn = None
+        try:
+            try:
+                conn = self._idle.get_nowait()
+                if conn.closed or conn.broken:
+                    conn = self._open()
+            except queue.Empty:
+                conn = self._open()
+            yield conn
+            self._idle.put(conn)
+            conn = None
+        finally:
+            if conn is not None:  # failed midway: do not reuse it
+                with contextlib.suppress(Exception):  # closing a broken connection
+                    conn.close()
+            self._slots.release()
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+class PgVectorSearch(IndexedSearch):
+    max_top_k = MAX_TOP_K
+
+    def __init__(
+        self,
+        store: Store,
+        dsn: str,
+        ef_search: int = DEFAULT_EF_SEARCH,
+        exact_below: int = DEFAULT_EXACT_BELOW,
+        pool: ConnectionPool | None = None,
+    ) -> None:
+        super().__init__(store)
+        self.pool = pool or ConnectionPool(dsn)
+        self.ef_search = ef_search
+        self.exact_below = exact_below
+        self._partitions: set[str] = set()
+
+    # -----------------------------------------------------------------------------------------
+
+    def _ensure_partition(self, conn: Any, incarnation: str) -> None:
+        if incarnation in self._partitions:
+            return
+        pg_schema.ensure_partition(conn, incarnation)
+        self._partitions.add(incarnation)
+
+    def _put(self, collection: CollectionRecord, vectors: list[Vector]) -> None:
+        inc = uuid.UUID(collection.incarnation)
+        rows = [(inc, uuid.UUID(v.face_id), v.embedding, v.user_id) for v in vectors]
+        with self.pool.connection() as conn:
+            self._ensure_partition(conn, collection.incarnation)
+            try:
+                self._upsert(conn, rows)
+            except pg_schema.UndefinedPartition:
+                # Dropped since this process created it (DeleteCollection elsewhere): create it
+                # again; the store's write that follows fails, and `rekface vectors gc` drops it.
+                self._partitions.discard(collection.incarnation)
+                self._ensure_partition(conn, collection.incarnation)
+                self._upsert(conn, rows)
+
+    def _upsert(self, conn: Any, rows: list[tuple]) -> None:
+        with pg_schema.translated_errors(), conn.transaction(), conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO rekface_vectors (incarnation, face_id, embedding, user_id) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (incarnation, face_id) DO UPDATE SET "
+                "embedding = EXCLUDED.embedding, user_id = EXCLUDED.user_id, written_at = now()",
+                rows,
+            )
+
+    def _present(self, collection: CollectionRecord, face_ids: list[str]) -> set[str]:
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT face_id FROM rekface_vectors WHERE incarnation = %s AND face_id = ANY(%s)",
+                (uuid.UUID(collection.incarnation), [uuid.UUID(f) for f in face_ids]),
+            ).fetchall()
+        return {str(r[0]) for r in rows}
+
+    def _delete(self, collection: CollectionRecord, face_ids: list[str]) -> None:
+        with self.pool.connection() as conn:
+            conn.execute(
+                "DELETE FROM rekface_vectors WHERE incarnation = %s AND face_id = ANY(%s)",
+                (uuid.UUID(collection.incarnation), [uuid.UUID(f) for f in face_ids]),
+            )
+
+    def _query(
+        self, collection: CollectionRecord, query: np.ndarray, k: int, min_cosine: float
+    ) -> Candidates:
+        import psycopg.errors
+
+        exact = collection.face_count < self.exact_below
+        # The partition itself, not the parent with "incarnation = ...": with no filter left,
+        # the only ordered plans are the partition's HNSW graph and a full sort, and the
+        # settings below pick one (the planner would otherwise walk the primary key and sort).
+        table = pg_schema.partition_name(collection.incarnation)
+        with self.pool.connection() as conn:
+            try:
+                with conn.transaction():
+                    if exact:
+                        conn.execute("SET LOCAL enable_indexscan = off")
+                    else:
+                        conn.execute("SET LOCAL enable_seqscan = off")
+                        ef = max(self.ef_search, min(k, 1000))  # pgvector's maximum is 1000
+                        conn.execute(f"SET LOCAL hnsw.ef_search = {ef}")
+                        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+                    rows = conn.execute(
+                        "WITH nearest AS MATERIALIZED (SELECT face_id, embedding <=> %s AS d "
+                        f"FROM {table} ORDER BY d LIMIT %s) "
+                        "SELECT face_id, d FROM nearest WHERE d <= %s ORDER BY d",
+                        (query, k, 1.0 - min_cosine),
+                    ).fetchall()
+            except psycopg.errors.UndefinedTable:  # no face was ever indexed
+                return Candidates([], [], True)
+        # Fewer than k rows within the threshold: none further is within it either.
+        return Candidates(
+            [str(r[0]) for r in rows], [1.0 - float(r[1]) for r in rows], len(rows) < k
+        )
+
+    def _drop(self, incarnation: str) -> None:
+        self._partitions.discard(incarnation)
+        with self.pool.connection() as conn:
+            pg_schema.drop_partition(conn, incarnation)
+
+    def _incarnations(self) -> list[str]:
+        with self.pool.connection() as conn:
+            return pg_schema.partitions(conn)

@@ -1,0 +1,306 @@
+"""One contract for every search backend: in-memory exact, S3 Vectors (moto + the exact
+QueryVectors double) and PostgreSQL + pgvector (a live server; HNSW forced even on these small
+collections, so the graph, not a sequential scan, answers).
+
+Writes go through the protocol the operations follow (``faces_adding`` -> store -> ``faces_added``;
+store -> ``faces_deleted``; store -> ``collection_deleted``) on a real SQLite store. Answers are
+compared with brute force over the store's faces: on these small collections the HNSW graph with
+ef_search 100 visits every face, so every backend must give the exact answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from moto import mock_aws
+from store_helpers import image_faces, unit
+
+from rekface.search.base import SearchBackend
+from rekface.search.indexed import IndexedSearch
+from rekface.search.memory import InMemoryExactSearch
+from rekface.stores.records import CollectionRecord, FaceRecord
+from rekface.stores.sqlite import SqliteStore
+from tests.engines import VECTOR_BUCKET, s3vectors_client
+
+BACKENDS = ["memory", "s3vectors", "pgvector"]
+
+
+@pytest.fixture(params=BACKENDS)
+def kind(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def store(tmp_path) -> SqliteStore:
+    return SqliteStore(tmp_path / "rekface.db", "contract-secret")
+
+
+def make_backend(kind: str, store: SqliteStore, request) -> SearchBackend:
+    if kind == "memory":
+        return InMemoryExactSearch(store)
+    if kind == "s3vectors":
+        from rekface.search.s3vectors import S3VectorsSearch
+
+        # Pages of 7 results: every search of more than 7 faces follows nextToken.
+        return S3VectorsSearch(store, s3vectors_client(page_size=7), VECTOR_BUCKET)
+    from rekface.search.pgvector import PgVectorSearch
+
+    pg = request.getfixturevalue("live_postgres")
+    backend = PgVectorSearch(store, pg.dsn, exact_below=0)
+    request.addfinalizer(backend.pool.close)
+    return backend
+
+
+@pytest.fixture
+def search(kind: str, store: SqliteStore, request) -> Iterator[SearchBackend]:
+    with mock_aws():
+        yield make_backend(kind, store, request)
+
+
+@pytest.fixture
+def indexed(search: SearchBackend) -> IndexedSearch:
+    assert isinstance(search, IndexedSearch)
+    return search
+
+
+def _only_indexed():
+    return pytest.mark.parametrize("kind", ["s3vectors", "pgvector"], indirect=True)
+
+
+# -----------------------------------------------------------------------------------------------
+# The operations' write protocol, as index_faces / delete_faces / delete_collection run it.
+
+
+def index(store, search, collection: CollectionRecord, faces: list[FaceRecord]):
+    search.faces_adding(collection, faces)
+    result = store.add_faces(collection, faces)
+    search.faces_added(result)
+    return result
+
+
+def delete(store, search, collection: CollectionRecord, face_ids: list[str]):
+    result = store.delete_faces(collection, face_ids)
+    search.faces_deleted(result)
+    return result
+
+
+def brute_force(store, collection, query, k, min_cosine, exclude=None):
+    table, _ = store.load_faces(store.get_collection(collection.collection_id))
+    cos = (table.embeddings * query.astype(np.float32)).sum(axis=1, dtype=np.float32)
+    ids = [table.record(i).face_id for i in range(len(table))]
+    rows = [(-float(c), f) for c, f in zip(cos.tolist(), ids, strict=True) if c >= min_cosine]
+    rows = [r for r in sorted(rows) if r[1] != exclude]
+    return [(f, -c) for c, f in rows[:k]]
+
+
+def answer(search, store, collection, query, k, min_cosine, exclude=None):
+    fresh = store.get_collection(collection.collection_id)
+    return [(m.face.face_id, m.cosine) for m in search.search(fresh, query, k, min_cosine, exclude)]
+
+
+def gallery(store, search, rng, images=12, per_image=5, name="c"):
+    collection = store.create_collection(name)
+    faces = []
+    for i in range(images):
+        batch = image_faces(collection, per_image, rng, name=f"{name}-{i}", external=f"e{i}")
+        index(store, search, collection, batch)
+        faces += batch
+    return store.get_collection(name), faces
+
+
+# -----------------------------------------------------------------------------------------------
+
+
+def test_answers_equal_brute_force(store, search):
+    rng = np.random.default_rng(1)
+    collection, faces = gallery(store, search, rng)
+    for probe in [faces[0].embedding, faces[17].embedding, unit(rng)[0]]:
+        for k, min_cos in [(1, -1.0), (10, -1.0), (80, -1.0), (25, 0.05), (5, 0.99)]:
+            got = answer(search, store, collection, probe, k, min_cos)
+            want = brute_force(store, collection, probe, k, min_cos)
+            assert [f for f, _ in got] == [f for f, _ in want]
+            # Cosines are the in-memory backend's, bit for bit, whatever the engine computed.
+            assert [c for _, c in got] == pytest.approx([c for _, c in want], abs=0, rel=0)
+
+
+def test_records_carry_the_stored_fields(store, search):
+    rng = np.random.default_rng(2)
+    _, faces = gallery(store, search, rng, images=2)
+    (best,) = search.search(store.get_collection("c"), faces[3].embedding, 1, 0.5)
+    assert best.face == FaceRecord(
+        faces[3].face_id, faces[3].image_id, "e0", faces[3].box, faces[3].confidence
+    )
+    assert best.face.embedding is None
+
+
+def test_search_faces_leaves_out_the_searched_face(store, search):
+    rng = np.random.default_rng(3)
+    collection, faces = gallery(store, search, rng, images=3)
+    me = faces[4]
+    got = answer(search, store, collection, me.embedding, 5, -1.0, exclude=me.face_id)
+    assert me.face_id not in [f for f, _ in got]
+    assert got == brute_force(store, collection, me.embedding, 5, -1.0, exclude=me.face_id)
+    assert np.array_equal(search.face_embedding(collection, me.face_id), me.embedding)
+
+
+def test_ties_are_broken_by_face_id(store, search):
+    rng = np.random.default_rng(4)
+    collection = store.create_collection("ties")
+    twins = image_faces(collection, 6, rng, name="twins")
+    same = unit(rng)[0]
+    twins = [
+        FaceRecord(f.face_id, f.image_id, None, f.box, f.confidence, embedding=same) for f in twins
+    ]
+    index(store, search, collection, twins)
+    got = answer(search, store, collection, same, 4, 0.5)
+    assert [f for f, _ in got] == sorted(f.face_id for f in twins)[:4]
+
+
+def test_deleted_faces_are_gone_and_the_rest_stay(store, search):
+    rng = np.random.default_rng(5)
+    collection, faces = gallery(store, search, rng)
+    gone = [f.face_id for f in faces[::3]]
+    delete(store, search, collection, gone)
+    for probe in faces[:6]:
+        got = answer(search, store, collection, probe.embedding, 30, -1.0)
+        assert not set(gone) & {f for f, _ in got}
+        assert got == brute_force(store, collection, probe.embedding, 30, -1.0)
+
+
+def test_a_recreated_collection_starts_empty(store, search):
+    rng = np.random.default_rng(6)
+    collection, faces = gallery(store, search, rng, images=3)
+    store.delete_collection("c")
+    search.collection_deleted(collection)
+    again = store.create_collection("c")
+    assert answer(search, store, again, faces[0].embedding, 10, -1.0) == []
+    fresh = image_faces(again, 2, rng, name="new")
+    index(store, search, again, fresh)
+    got = answer(search, store, again, fresh[0].embedding, 10, -1.0)
+    assert {f for f, _ in got} == {f.face_id for f in fresh}
+
+
+def test_empty_collection_and_collections_apart(store, search):
+    rng = np.random.default_rng(7)
+    empty = store.create_collection("empty")
+    assert answer(search, store, empty, unit(rng)[0], 10, -1.0) == []
+    a, faces_a = gallery(store, search, rng, images=2, name="a")
+    _, faces_b = gallery(store, search, rng, images=2, name="b")
+    got = answer(search, store, a, faces_b[0].embedding, 100, -1.0)
+    assert {f for f, _ in got} == {f.face_id for f in faces_a}
+
+
+def test_concurrent_indexing_and_searching(store, search):
+    rng = np.random.default_rng(8)
+    collection = store.create_collection("busy")
+    batches = [image_faces(collection, 4, rng, name=f"b{i}") for i in range(16)]
+    probe = batches[0][0].embedding
+
+    def work(i: int) -> None:
+        index(store, search, collection, batches[i])
+        answer(search, store, collection, probe, 10, -1.0)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(work, range(len(batches))))
+    got = answer(search, store, collection, probe, 64, -1.0)
+    assert got == brute_force(store, collection, probe, 64, -1.0)
+    assert len(got) == 64
+
+
+# -----------------------------------------------------------------------------------------------
+# The protocol of backends on an external engine: crashes and races leave no face listed but
+# unsearchable, and none searchable without its record.
+
+
+@_only_indexed()
+def test_vectors_without_records_are_never_returned(store, indexed):
+    rng = np.random.default_rng(9)
+    collection, faces = gallery(store, indexed, rng, images=4)
+    # IndexFaces crashed after writing its vectors, before the store write: 40 orphans, each
+    # closer to the probe than any real face.
+    probe = faces[0].embedding
+    ghosts = image_faces(collection, 40, rng, name="ghost")
+    near = [
+        FaceRecord(g.face_id, g.image_id, None, g.box, g.confidence, embedding=_near(probe, rng))
+        for g in ghosts
+    ]
+    indexed.faces_adding(collection, near)
+    got = answer(indexed, store, collection, probe, 10, -1.0)
+    assert got == brute_force(store, collection, probe, 10, -1.0)  # over-fetch reached past them
+    assert not {g.face_id for g in ghosts} & {f for f, _ in got}
+
+
+@_only_indexed()
+def test_retry_after_a_crash_between_vectors_and_store(store, indexed):
+    rng = np.random.default_rng(10)
+    collection, _ = gallery(store, indexed, rng, images=2)
+    faces = image_faces(collection, 3, rng, name="retried")
+    indexed.faces_adding(collection, faces)  # ... crash: the store never saw them
+    assert store.get_faces(collection, [f.face_id for f in faces]) == {}
+    index(store, indexed, collection, faces)  # the client's retry: same image, same FaceIds
+    index(store, indexed, collection, faces)  # and once more: nothing twice
+    got = answer(indexed, store, collection, faces[1].embedding, 100, -1.0)
+    assert len(got) == 13 and got[0][0] == faces[1].face_id
+
+
+@_only_indexed()
+def test_index_faces_restores_a_vector_deleted_by_a_racing_delete(store, indexed):
+    rng = np.random.default_rng(11)
+    collection = store.create_collection("race")
+    faces = image_faces(collection, 2, rng, name="raced")
+    indexed.faces_adding(collection, faces)
+    indexed._delete(collection, [faces[0].face_id])  # a concurrent DeleteFaces' vector delete
+    result = store.add_faces(collection, faces)
+    indexed.faces_added(result)  # reads back, finds one missing, writes it
+    got = answer(indexed, store, collection, faces[0].embedding, 1, 0.99)
+    assert [f for f, _ in got] == [faces[0].face_id]
+
+
+@_only_indexed()
+def test_delete_faces_restores_a_vector_of_a_face_indexed_again(store, indexed):
+    rng = np.random.default_rng(12)
+    collection = store.create_collection("race2")
+    faces = image_faces(collection, 2, rng, name="again")
+    index(store, indexed, collection, faces)
+    result = store.delete_faces(collection, [faces[0].face_id])
+    index(store, indexed, collection, faces)  # a concurrent IndexFaces re-creates the face
+    indexed.faces_deleted(result)  # deletes the vector, sees the record again, writes it back
+    assert indexed._present(collection, [faces[0].face_id]) == {faces[0].face_id}
+    got = answer(indexed, store, collection, faces[0].embedding, 1, 0.99)
+    assert [f for f, _ in got] == [faces[0].face_id]
+
+
+@_only_indexed()
+def test_orphan_indexes_of_deleted_collections(store, indexed):
+    rng = np.random.default_rng(13)
+    kept, _ = gallery(store, indexed, rng, images=1, name="kept")
+    lost, _ = gallery(store, indexed, rng, images=1, name="lost")
+    store.delete_collection("lost")  # ... and the process died before collection_deleted
+    live = {store.get_collection("kept").incarnation}
+    # (The PostgreSQL server is shared by the session: other tests' collections show up too.)
+    orphans = indexed.orphan_indexes(live)
+    assert lost.incarnation in orphans and kept.incarnation not in orphans
+    indexed.drop_index(lost.incarnation)
+    assert lost.incarnation not in indexed.orphan_indexes(live)
+    assert kept.incarnation in indexed._incarnations()
+
+
+@_only_indexed()
+def test_bulk_put_is_idempotent(store, indexed):
+    rng = np.random.default_rng(14)
+    collection = store.create_collection("bulk")
+    faces = image_faces(collection, 30, rng, name="bulk")
+    store.add_faces(collection, faces)  # faces stored before this backend existed
+    indexed.put_faces(collection, faces[:20])
+    indexed.put_faces(collection, faces[10:])
+    fresh = store.get_collection("bulk")
+    got = answer(indexed, store, fresh, faces[5].embedding, 100, -1.0)
+    assert got == brute_force(store, fresh, faces[5].embedding, 100, -1.0) and len(got) == 30
+
+
+def _near(v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    w = v + 0.01 * rng.standard_normal(v.shape).astype(np.float32)
+    return (w / np.linalg.norm(w)).astype(np.float32)
