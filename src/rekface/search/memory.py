@@ -9,20 +9,26 @@ directly follow the entry's version (``faces_added``/``faces_deleted``), so `rek
 reloads; other processes' writes show up as a newer version and trigger a reload.
 
 Readers never see a half-applied change: appends go into spare capacity past the rows a reader
-took, and deletions build new arrays. Entries are evicted least-recently-used beyond
-``max_bytes``.
+took, and deletions and UserId changes build new arrays. Entries are evicted least-recently-used
+beyond ``max_bytes``.
+
+Users: an entry also keeps its users' centroids (``search.users.UserVectors``), built from the
+table on the first user search of a version. Faces added or deleted leave them valid (a new face
+is in no user, and a user's face cannot be deleted); a UserId change (``users_changed``) drops
+them, to be built again from the updated column.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from rekface.search.base import CosineMatch, SearchBackend
 from rekface.search.exact import MIN_ROWS, PrunedIndex, top_k
+from rekface.search.users import UserVectors
 from rekface.stores.base import Store
 from rekface.stores.records import (
     ID_DTYPE,
@@ -30,7 +36,9 @@ from rekface.stores.records import (
     CollectionRecord,
     DeleteFacesResult,
     FaceTable,
+    UsersChange,
     id_bytes,
+    ids_text,
 )
 
 DEFAULT_MAX_BYTES = 4 << 30
@@ -69,6 +77,7 @@ def _take(table: FaceTable, rows: np.ndarray | slice) -> FaceTable:
 class _Snapshot:
     table: FaceTable  # rows [0, n) of the entry's buffers: never changed in place
     index: PrunedIndex | None  # rows [0, n) valid
+    version: int
 
 
 @dataclass
@@ -78,16 +87,18 @@ class _Entry:
     buffer: FaceTable  # capacity rows; rows [0, n) are live
     n: int
     index: PrunedIndex | None = None  # built on first search once n >= MIN_ROWS
+    users: UserVectors | None = None  # the users' centroids of the live rows, once built
 
     def snapshot(self) -> _Snapshot:
-        return _Snapshot(_take(self.buffer, slice(0, self.n)), self.index)
+        return _Snapshot(_take(self.buffer, slice(0, self.n)), self.index, self.version)
 
     @property
     def nbytes(self) -> int:
         per_row = _row_bytes(self.buffer)
         if self.index is not None:
             per_row += self.index.head.shape[1] * 4 + 4
-        return len(self.buffer) * per_row
+        users = 0 if self.users is None else self.users.vectors.nbytes + 64 * len(self.users)
+        return len(self.buffer) * per_row + users
 
     def append(self, added: FaceTable) -> None:
         need = self.n + len(added)
@@ -112,6 +123,16 @@ class _Entry:
             if self.index is not None:
                 self.index = self.index.take(keep)
             self.n = len(keep)
+
+    def assign_users(self, user_ids: dict[str, str | None]) -> None:
+        """Set the UserId of some faces, in a new column (readers keep the old one)."""
+        live = self.buffer.face_ids[: self.n]
+        rows = np.flatnonzero(np.isin(live, np.array([id_bytes(f) for f in user_ids], ID_DTYPE)))
+        column = self.buffer.user_ids.copy()
+        for row, face_id in zip(rows.tolist(), ids_text(live[rows]), strict=True):
+            column[row] = user_ids[face_id]
+        self.buffer = replace(self.buffer, user_ids=column)
+        self.users = None
 
 
 def _copy_into(dst: FaceTable, at: int, src: FaceTable) -> None:
@@ -238,6 +259,24 @@ class InMemoryExactSearch(SearchBackend):
             for face, c in zip(table.records(rows), cosines.tolist(), strict=True)
         ]
 
+    def user_vectors(self, collection: CollectionRecord) -> UserVectors:
+        snapshot = self._snapshot(collection)
+        with self._lock:
+            entry = self._entries.get(collection.collection_id)
+            if entry is not None and entry.users is not None and entry.version == snapshot.version:
+                return entry.users
+        users = UserVectors.from_table(snapshot.table)  # outside the lock: O(faces of users)
+        with self._lock:
+            entry = self._entries.get(collection.collection_id)
+            if (
+                entry is not None
+                and entry.version == snapshot.version
+                and entry.incarnation == collection.incarnation
+            ):
+                entry.users = users
+                self._evict()
+        return users
+
     def face_embedding(self, collection: CollectionRecord, face_id: str) -> np.ndarray | None:
         table = self.table(collection)
         hits = np.flatnonzero(table.face_ids == id_bytes(face_id))
@@ -274,6 +313,15 @@ class InMemoryExactSearch(SearchBackend):
                 assert entry is not None
                 entry.remove(result.deleted)
                 entry.version = result.versions[-1]
+
+    def users_changed(self, change: UsersChange) -> None:
+        collection = change.collection
+        with self._lock:
+            entry = self._entries.get(collection.collection_id)
+            if self._follows(entry, collection.incarnation, change.versions):
+                assert entry is not None
+                entry.assign_users(change.user_ids)
+                entry.version = change.versions[-1]
 
     def collection_deleted(self, collection: CollectionRecord) -> None:
         with self._lock:

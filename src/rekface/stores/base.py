@@ -10,6 +10,9 @@ primitives that are atomic on their own:
   stored), ``_read_faces``, ``_scan_faces``, ``_scan_user_faces``, ``_remove_faces`` (faces +
   FaceCount + version), ``_load_face_table``;
 - ``_update_tags``, ``_read_tags``;
+- ``_write_user`` (one user write: replay its ClientRequestToken, or read a snapshot, apply a rule
+  of ``stores.users`` and commit faces + user + counts + version + token record, all or nothing),
+  ``_read_user``, ``_scan_users``;
 - ``_purge_batch``, ``_drop_tombstone``, ``_tombstones`` (DeleteCollection's background purge).
 
 DeleteCollection is a two-step protocol so that a collection of millions of faces can be deleted
@@ -27,17 +30,18 @@ import hashlib
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
 from rekface.engine.version import FACE_MODEL_VERSION
 from rekface.errors import (
+    IdempotentParameterMismatchException,
     ResourceAlreadyExistsException,
     ResourceNotFoundException,
     ServiceQuotaExceededException,
 )
-from rekface.stores import keys
+from rekface.stores import keys, users
 from rekface.stores.records import (
     AddFacesResult,
     CollectionListing,
@@ -47,7 +51,11 @@ from rekface.stores.records import (
     FaceRecord,
     FaceTable,
     Page,
+    RequestToken,
+    UserRecord,
+    UserWrite,
 )
+from rekface.stores.users import UserPlan, UserScore, UserSnapshot
 
 log = logging.getLogger("rekface.stores")
 
@@ -60,6 +68,9 @@ DEFAULT_FACES_PAGE = 1000
 # Faces one IndexFaces call may add: the 100 largest.
 MAX_FACES_PER_IMAGE = 100
 _READ_CHUNK = 100  # faces read per primitive call (DynamoDB BatchGetItem's limit)
+DEFAULT_USERS_PAGE = 500  # ListUsers without MaxResults (the model's maximum)
+# How long a ClientRequestToken is remembered (then it may be used again for another request).
+REQUEST_TOKEN_TTL = 24 * 3600.0
 
 
 class CollectionGone(Exception):
@@ -74,9 +85,15 @@ class TooManyTags(Exception):
     """A primitive's conditional write found the collection's tags over the limit."""
 
 
+class TokenMismatch(Exception):
+    """A primitive found the ClientRequestToken stored for another request."""
+
+
 class Store(ABC):
     max_faces_per_collection = MAX_FACES_PER_COLLECTION
     max_tags = MAX_TAGS_PER_RESOURCE
+    max_users_per_collection = users.MAX_USERS_PER_COLLECTION
+    request_token_ttl = REQUEST_TOKEN_TTL
 
     def __init__(self, token_secret: str) -> None:
         self.tokens = keys.TokenCodec(token_secret)
@@ -317,6 +334,109 @@ class Store(ABC):
             ) from None
 
     # -----------------------------------------------------------------------------------------
+    # Users (the rules are in stores.users; each write is one atomic ``_write_user``)
+
+    def create_user(
+        self, collection: CollectionRecord, user_id: str, token: RequestToken | None = None
+    ) -> UserWrite:
+        limit = self.max_users_per_collection
+        return self._user_write(
+            collection, user_id, [], token, lambda s: users.plan_create(s, user_id, limit)
+        )
+
+    def delete_user(
+        self, collection: CollectionRecord, user_id: str, token: RequestToken | None = None
+    ) -> UserWrite:
+        return self._user_write(
+            collection, user_id, [], token, lambda s: users.plan_delete(s, user_id)
+        )
+
+    def associate_faces(
+        self,
+        collection: CollectionRecord,
+        user_id: str,
+        face_ids: list[str],
+        threshold: float,
+        score: UserScore,
+        token: RequestToken | None = None,
+    ) -> UserWrite:
+        """Put faces in a user; ``score`` compares candidates with the user's faces (read with
+        their embeddings in the same snapshot, so the check is exact under concurrency)."""
+        return self._user_write(
+            collection,
+            user_id,
+            face_ids,
+            token,
+            lambda s: users.plan_associate(s, user_id, face_ids, threshold, score),
+            embeddings=True,
+        )
+
+    def disassociate_faces(
+        self,
+        collection: CollectionRecord,
+        user_id: str,
+        face_ids: list[str],
+        token: RequestToken | None = None,
+    ) -> UserWrite:
+        return self._user_write(
+            collection,
+            user_id,
+            face_ids,
+            token,
+            lambda s: users.plan_disassociate(s, user_id, face_ids),
+        )
+
+    def get_user(self, collection: CollectionRecord, user_id: str) -> UserRecord | None:
+        try:
+            return self._read_user(collection, user_id)
+        except CollectionGone:
+            raise _not_found(collection.collection_id) from None
+
+    def list_users(
+        self,
+        collection: CollectionRecord,
+        max_results: int | None = None,
+        next_token: str | None = None,
+    ) -> Page[UserRecord]:
+        """Users in UserId order; a token is valid only for the same collection incarnation."""
+        limit = max_results or DEFAULT_USERS_PAGE
+        bound = keys.binding(collection.incarnation)
+        after = None
+        if next_token is not None:
+            after = keys.unpack_user_id(self.tokens.decode(next_token, "ListUsers", bound))
+        try:
+            rows = self._scan_users(collection, after, limit + 1)
+        except CollectionGone:
+            raise _not_found(collection.collection_id) from None
+        token = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            token = self.tokens.encode("ListUsers", bound, keys.pack_user_id(rows[-1].user_id))
+        return Page(rows, token)
+
+    def _user_write(
+        self,
+        collection: CollectionRecord,
+        user_id: str,
+        face_ids: list[str],
+        token: RequestToken | None,
+        plan: Callable[[UserSnapshot], UserPlan],
+        embeddings: bool = False,
+    ) -> UserWrite:
+        try:
+            return self._write_user(
+                collection, user_id, list(dict.fromkeys(face_ids)), embeddings, token, plan
+            )
+        except CollectionGone:
+            raise _not_found(collection.collection_id) from None
+        except TokenMismatch:
+            assert token is not None
+            raise IdempotentParameterMismatchException(
+                f"ClientRequestToken {token.token} was already used for a different "
+                f"{token.operation} request"
+            ) from None
+
+    # -----------------------------------------------------------------------------------------
     # Primitives
 
     @abstractmethod
@@ -392,6 +512,35 @@ class Store(ABC):
 
     @abstractmethod
     def _read_tags(self, record: CollectionRecord) -> dict[str, str] | None: ...
+
+    @abstractmethod
+    def _write_user(
+        self,
+        collection: CollectionRecord,
+        user_id: str,
+        face_ids: list[str],
+        embeddings: bool,
+        token: RequestToken | None,
+        plan: Callable[[UserSnapshot], UserPlan],
+    ) -> UserWrite:
+        """One user write, atomically. If ``token`` names a live record: its result (replayed),
+        or TokenMismatch if the record is of another request. Else read a consistent snapshot:
+        the collection, the user, its FaceIds, and the faces ``face_ids`` and the user's own
+        faces (with embeddings if ``embeddings``); ``plan(snapshot)`` (it may raise:
+        nothing is written); then commit every face's UserId, the user (created, updated or
+        deleted), UserCount, Version + 1 if a face changed, and the token's record (the result,
+        ``users.result_json``) together. Returns the plan's result with its ``UsersChange``.
+        Raises CollectionGone."""
+
+    @abstractmethod
+    def _read_user(self, collection: CollectionRecord, user_id: str) -> UserRecord | None:
+        """The user, or None; CollectionGone if the collection is."""
+
+    @abstractmethod
+    def _scan_users(
+        self, collection: CollectionRecord, after: str | None, limit: int
+    ) -> list[UserRecord]:
+        """Up to ``limit`` users with UserId > ``after``, in UserId order; CollectionGone."""
 
 
 def _not_found(collection_id: str) -> ResourceNotFoundException:

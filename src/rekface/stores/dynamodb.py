@@ -13,9 +13,11 @@ incarnation, a UUID drawn at CreateCollection, see ``rekface.stores.base``)::
     face            F#<inc>#<h>         <FaceId>        ImageId, ExternalImageId, Box (B, 4 x f32),
                                                         Confidence, UserId, Embedding (B, 128 x
                                                         f32 = 512 bytes), Pending (staging only)
-    user            U#<inc>             <UserId>        Status, FaceCount, FaceIds (SS), Created
+    user            U#<inc>             <UserId>        Status, FaceCount, FaceIds (SS), Created,
+                                                        Rev
     request token   T#<inc>             <Op>#<Token>    RequestDigest, Response, ExpiresAt (TTL)
     staging marker  S#<inc>             <ImageId>       State, Owner, LeaseUntil, FaceIds (SS)
+    user marker     S#<inc>             user#<owner>    State, LeaseUntil, UserId, Assign (M)
     tombstone       PURGE               <inc>           CollectionId, RetiredAt
 
 ``<h>`` is the first hex digit of the FaceId: faces spread over 16 partition keys per collection,
@@ -42,6 +44,11 @@ Writes that change several items together are transactions:
 - DeleteCollection: Delete collection + Delete directory + Put tombstone, then the purge queries
   each of the incarnation's partitions and deletes with BatchWriteItem, 25 items per call.
 - Tags: the collection item's ``Tags`` map, rewritten under ``TagRev`` (optimistic lock).
+- User writes (CreateUser, DeleteUser, AssociateFaces, DisassociateFaces): one transaction of the
+  faces' UserIds + the user item + the collection's UserCount/Version + the ClientRequestToken
+  record, or a staged write when more faces change than a transaction holds; readers apply a
+  committed staged write's assignment to the faces it reserves (``UserPending``): see
+  ``rekface.stores.dynamodb_users``.
 
 The boto3 client is injected (tests use moto); conflicts between concurrent transactions
 (``TransactionConflict``) are retried with jittered backoff.
@@ -66,6 +73,7 @@ from rekface.stores.dynamodb_items import (
     SHARDS,
     TABLE_DEFINITION,
     TTL_ATTRIBUTE,
+    Retry,
     collection_key,
     collection_record,
     create_table,
@@ -79,13 +87,18 @@ from rekface.stores.dynamodb_items import (
     s_,
     user_key,
 )
+from rekface.stores.dynamodb_users import DynamoUserWrites
 from rekface.stores.records import (
     AddFacesResult,
     CollectionListing,
     CollectionRecord,
     FaceRecord,
     FaceTable,
+    RequestToken,
+    UserRecord,
+    UserWrite,
 )
+from rekface.stores.users import UserPlan, UserSnapshot
 
 MAX_TRANSACTION_ACTIONS = 100
 STAGING_LEASE_SECONDS = 120.0
@@ -103,8 +116,7 @@ def _error_code(err: ClientError) -> str:
     return err.response.get("Error", {}).get("Code", "")
 
 
-class _Retry(Exception):
-    """A write lost a race; read again and retry."""
+_Retry = Retry  # a write lost a race; read again and retry
 
 
 class DynamoDBStore(Store):
@@ -125,6 +137,7 @@ class DynamoDBStore(Store):
         self.delete_chunk = max_transaction_actions - 1
         self.max_transaction_actions = max_transaction_actions
         self.staging_lease_seconds = staging_lease_seconds
+        self.users = DynamoUserWrites(self)
 
     # -----------------------------------------------------------------------------------------
     # Helpers
@@ -155,10 +168,17 @@ class DynamoDBStore(Store):
                 raise _Retry() from err
             return codes
 
-    def _get(self, key: dict[str, Any], projection: str | None = None) -> dict[str, Any] | None:
+    def _get(
+        self,
+        key: dict[str, Any],
+        projection: str | None = None,
+        names: dict[str, str] | None = None,
+    ) -> dict[str, Any] | None:
         args: dict[str, Any] = {"TableName": self.table, "Key": key, "ConsistentRead": True}
         if projection:
             args["ProjectionExpression"] = projection
+        if names:
+            args["ExpressionAttributeNames"] = names
         return self.client.get_item(**args).get("Item")
 
     def _batch_get(self, key_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -184,6 +204,7 @@ class DynamoDBStore(Store):
         after: str | None = None,
         max_items: int | None = None,
         projection: str | None = None,
+        names: dict[str, str] | None = None,
     ) -> Iterable[dict[str, Any]]:
         """Items of one partition in SK order with SK > after, at most ``max_items``."""
         args: dict[str, Any] = {
@@ -196,6 +217,8 @@ class DynamoDBStore(Store):
             args["ExpressionAttributeValues"][":after"] = s_(after)
         if projection:
             args["ProjectionExpression"] = projection
+        if names:
+            args["ExpressionAttributeNames"] = names
         left = max_items
         while left is None or left > 0:
             if left is not None:
@@ -342,7 +365,13 @@ class DynamoDBStore(Store):
     # Faces: visibility of staged faces
 
     def _visible(self, incarnation: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Drop staged faces whose image is not committed."""
+        """Drop staged faces whose image is not committed; show the UserId a committed staged
+        user write gave a face it reserves."""
+        return self.users.resolve(incarnation, self._committed_images(incarnation, items))
+
+    def _committed_images(
+        self, incarnation: str, items: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
         images = {it["Pending"]["S"] for it in items if "Pending" in it}
         if not images:
             return items
@@ -558,7 +587,9 @@ class DynamoDBStore(Store):
     ) -> list[FaceRecord]:
         return [face_record(it, embeddings) for it in self._read_items(collection, face_ids)]
 
-    _LIST_PROJECTION = "PK, SK, ImageId, ExternalImageId, Box, Confidence, UserId, Pending"
+    _LIST_PROJECTION = (
+        "PK, SK, ImageId, ExternalImageId, Box, Confidence, UserId, Pending, UserPending"
+    )
 
     def _scan_faces(
         self, collection: CollectionRecord, after: str | None, limit: int
@@ -595,6 +626,8 @@ class DynamoDBStore(Store):
         raw = self._batch_get([face_key(inc, f) for f in face_ids])
         for image in {it["Pending"]["S"] for it in raw if "Pending" in it}:
             self._settle_marker(inc, image)
+        # Faces a user write is changing: let it finish (or undo an abandoned one) first.
+        self._settle_user_writes(inc, raw)
         removed: list[str] = []
         todo = list(face_ids)
         while todo:
@@ -615,7 +648,8 @@ class DynamoDBStore(Store):
                     "Delete": {
                         "Key": face_key(inc, f),
                         "ConditionExpression": "attribute_exists(PK) AND "
-                        "attribute_not_exists(UserId) AND attribute_not_exists(Pending)",
+                        "attribute_not_exists(UserId) AND attribute_not_exists(Pending) AND "
+                        "attribute_not_exists(UserPending)",
                     }
                 }
                 for f in chunk
@@ -626,9 +660,28 @@ class DynamoDBStore(Store):
                 return chunk
             if codes[len(chunk)] == "ConditionalCheckFailed":
                 self._collection_failed(collection, 0)
+            failed = [
+                f for f, c in zip(chunk, codes, strict=False) if c == "ConditionalCheckFailed"
+            ]
+            # A face a user write reserved meanwhile: wait for that write, then try it again.
+            if self._settle_user_writes(inc, self._batch_get([face_key(inc, f) for f in failed])):
+                raise _Retry()
             # Faces deleted or associated meanwhile: retry without them.
             chunk = [f for f, c in zip(chunk, codes, strict=False) if c != "ConditionalCheckFailed"]
         return []
+
+    def _settle_user_writes(self, inc: str, raw: list[dict[str, Any]]) -> bool:
+        """Settle the user writes that reserve some of these faces (waiting for live ones);
+        whether there was any."""
+        if not any("UserPending" in it for it in raw):
+            return False
+
+        def attempt() -> None:
+            if not self.users.settle_items(inc, raw):
+                raise _Retry()
+
+        self._retrying(attempt)
+        return True
 
     def _load_face_table(
         self, collection: CollectionRecord
@@ -649,7 +702,10 @@ class DynamoDBStore(Store):
         return table, before
 
     def _load_once(self, incarnation: str) -> FaceTable:
-        projection = "PK, SK, ImageId, ExternalImageId, Box, Confidence, UserId, Embedding, Pending"
+        projection = (
+            "PK, SK, ImageId, ExternalImageId, Box, Confidence, UserId, Embedding, Pending, "
+            "UserPending"
+        )
 
         def shard(h: str) -> list[dict[str, Any]]:
             return self._visible(
@@ -659,6 +715,28 @@ class DynamoDBStore(Store):
         with ThreadPoolExecutor(max_workers=len(SHARDS)) as pool:
             items = [it for part in pool.map(shard, SHARDS) for it in part]
         return face_table(items)
+
+    # -----------------------------------------------------------------------------------------
+    # Users (rekface.stores.dynamodb_users)
+
+    def _write_user(
+        self,
+        collection: CollectionRecord,
+        user_id: str,
+        face_ids: list[str],
+        embeddings: bool,
+        token: RequestToken | None,
+        plan: Callable[[UserSnapshot], UserPlan],
+    ) -> UserWrite:
+        return self.users.write_user(collection, user_id, face_ids, embeddings, token, plan)
+
+    def _read_user(self, collection: CollectionRecord, user_id: str) -> UserRecord | None:
+        return self.users.read_user(collection, user_id)
+
+    def _scan_users(
+        self, collection: CollectionRecord, after: str | None, limit: int
+    ) -> list[UserRecord]:
+        return self.users.scan_users(collection, after, limit)
 
     # -----------------------------------------------------------------------------------------
     # Tags

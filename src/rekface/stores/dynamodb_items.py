@@ -16,6 +16,12 @@ from rekface.stores.records import (
 )
 
 SHARDS = "0123456789abcdef"
+
+
+class Retry(Exception):
+    """A write lost a race; read again and retry (``DynamoDBStore._retrying``)."""
+
+
 DIRECTORY_PK = "DIR"
 PURGE_PK = "PURGE"
 

@@ -21,8 +21,9 @@ Tables (every item of a collection is keyed by its incarnation, see ``base``)::
                                                             PK (incarnation, operation, token)
     purges(incarnation PK, collection_id, retired)          DeleteCollection tombstones
 
-``users`` and ``requests`` (ClientRequestToken idempotency) are the user operations' (issue 11);
-they are created here so that the schema and DeleteCollection's purge already cover them.
+``users`` holds each user's FaceCount (its faces carry its ``user_id``, found through the partial
+index ``faces_by_user``); ``requests`` holds the ClientRequestToken records of the user writes,
+written in the same transaction as the write they remember.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from rekface.stores.base import CollectionGone, QuotaExceeded, Store, TooManyTags
+from rekface.stores.base import CollectionGone, QuotaExceeded, Store, TokenMismatch, TooManyTags
 from rekface.stores.records import (
     ID_DTYPE,
     AddFacesResult,
@@ -44,9 +46,14 @@ from rekface.stores.records import (
     CollectionRecord,
     FaceRecord,
     FaceTable,
+    RequestToken,
+    UserRecord,
+    UsersChange,
+    UserWrite,
     id_bytes,
     id_text,
 )
+from rekface.stores.users import UserPlan, UserSnapshot, result_from_json, result_json
 
 DB_FILE = "rekface.db"
 PURGE_BATCH = 5000
@@ -405,6 +412,133 @@ class SqliteStore(Store):
                 (collection.incarnation,),
             ).fetchall()
         return _table(rows), current
+
+    # -----------------------------------------------------------------------------------------
+    # Users
+
+    def _write_user(
+        self,
+        collection: CollectionRecord,
+        user_id: str,
+        face_ids: list[str],
+        embeddings: bool,
+        token: RequestToken | None,
+        plan: Callable[[UserSnapshot], UserPlan],
+    ) -> UserWrite:
+        inc = collection.incarnation
+        with self._write() as conn:  # one writer at a time: the snapshot cannot change under us
+            current = self._current(conn, collection)
+            if token is not None:
+                replayed = self._replay(conn, inc, token)
+                if replayed is not None:
+                    return replayed
+            user = self._user_row(conn, inc, user_id)
+            members = [
+                id_text(r[0])
+                for r in conn.execute(
+                    "SELECT face_id FROM faces WHERE incarnation = ? AND user_id = ? "
+                    "ORDER BY face_id",
+                    (inc, user_id),
+                )
+            ]
+            wanted = face_ids + members
+            faces = {f.face_id: f for f in self._face_rows(conn, inc, wanted, embeddings)}
+            p = plan(UserSnapshot(current, user, members, faces))
+            conn.executemany(
+                "UPDATE faces SET user_id = ? WHERE incarnation = ? AND face_id = ?",
+                [(u, inc, id_bytes(f)) for f, u in p.assign.items()],
+            )
+            after_user = p.user_after
+            if after_user is None:
+                conn.execute(
+                    "DELETE FROM users WHERE incarnation = ? AND user_id = ?", (inc, user_id)
+                )
+            elif p.created:
+                conn.execute(
+                    "INSERT INTO users VALUES (?, ?, ?, ?, ?)",
+                    (inc, user_id, after_user.status, after_user.face_count, time.time()),
+                )
+            else:
+                conn.execute(
+                    "UPDATE users SET status = ?, face_count = ? "
+                    "WHERE incarnation = ? AND user_id = ?",
+                    (after_user.status, after_user.face_count, inc, user_id),
+                )
+            conn.execute(
+                "UPDATE collections SET user_count = user_count + ?, version = version + ? "
+                "WHERE incarnation = ?",
+                (p.user_count_delta, 1 if p.assign else 0, inc),
+            )
+            after = self._current(conn, collection)
+            result = p.result
+            if p.assign:
+                result = replace(result, change=UsersChange(after, dict(p.assign), [after.version]))
+            if token is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        inc,
+                        token.operation,
+                        token.token,
+                        token.digest,
+                        result_json(result),
+                        time.time() + self.request_token_ttl,
+                    ),
+                )
+        return result
+
+    @staticmethod
+    def _replay(conn: sqlite3.Connection, inc: str, token: RequestToken) -> UserWrite | None:
+        row = conn.execute(
+            "SELECT request_digest, response FROM requests WHERE incarnation = ? "
+            "AND operation = ? AND token = ? AND expires > ?",
+            (inc, token.operation, token.token, time.time()),
+        ).fetchone()
+        if row is None:
+            return None
+        if row[0] != token.digest:
+            raise TokenMismatch()
+        return result_from_json(row[1])
+
+    @staticmethod
+    def _user_row(conn: sqlite3.Connection, inc: str, user_id: str) -> UserRecord | None:
+        row = conn.execute(
+            "SELECT user_id, status, face_count FROM users WHERE incarnation = ? AND user_id = ?",
+            (inc, user_id),
+        ).fetchone()
+        return None if row is None else UserRecord(*row)
+
+    def _face_rows(
+        self, conn: sqlite3.Connection, inc: str, face_ids: list[str], embeddings: bool
+    ) -> list[FaceRecord]:
+        out: list[FaceRecord] = []
+        wanted = list(dict.fromkeys(face_ids))
+        for i in range(0, len(wanted), 500):  # under SQLite's bound-parameter limit
+            chunk = wanted[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT {_FACE_COLUMNS} FROM faces WHERE incarnation = ? AND face_id IN ({marks})",
+                (inc, *(id_bytes(f) for f in chunk)),
+            ).fetchall()
+            out.extend(self._face(r, embeddings) for r in rows)
+        return out
+
+    def _read_user(self, collection: CollectionRecord, user_id: str) -> UserRecord | None:
+        with self._read() as conn:
+            self._current(conn, collection)
+            return self._user_row(conn, collection.incarnation, user_id)
+
+    def _scan_users(
+        self, collection: CollectionRecord, after: str | None, limit: int
+    ) -> list[UserRecord]:
+        with self._read() as conn:
+            self._current(conn, collection)
+            rows = conn.execute(
+                "SELECT user_id, status, face_count FROM users WHERE incarnation = ? "
+                "AND user_id > ? ORDER BY user_id LIMIT ?",
+                (collection.incarnation, after or "", limit),
+            ).fetchall()
+        return [UserRecord(*r) for r in rows]
 
     # -----------------------------------------------------------------------------------------
     # Tags
