@@ -11,19 +11,26 @@ from collections.abc import Callable
 from typing import Any
 
 from rekface.errors import UnknownOperationException
+from rekface.operations.associate_faces import associate_faces
 from rekface.operations.compare_faces import compare_faces
 from rekface.operations.context import Context
 from rekface.operations.create_collection import create_collection
+from rekface.operations.create_user import create_user
 from rekface.operations.delete_collection import delete_collection
 from rekface.operations.delete_faces import delete_faces
+from rekface.operations.delete_user import delete_user
 from rekface.operations.describe_collection import describe_collection
 from rekface.operations.detect_faces import detect_faces
+from rekface.operations.disassociate_faces import disassociate_faces
 from rekface.operations.index_faces import index_faces
 from rekface.operations.list_collections import list_collections
 from rekface.operations.list_faces import list_faces
 from rekface.operations.list_tags_for_resource import list_tags_for_resource
+from rekface.operations.list_users import list_users
 from rekface.operations.search_faces import search_faces
 from rekface.operations.search_faces_by_image import search_faces_by_image
+from rekface.operations.search_users import search_users
+from rekface.operations.search_users_by_image import search_users_by_image
 from rekface.operations.tag_resource import tag_resource
 from rekface.operations.untag_resource import untag_resource
 from rekface.spec.operations import BY_NAME
@@ -43,6 +50,13 @@ HANDLERS: dict[str, Handler] = {
     "DeleteFaces": delete_faces,
     "SearchFaces": search_faces,
     "SearchFacesByImage": search_faces_by_image,
+    "CreateUser": create_user,
+    "DeleteUser": delete_user,
+    "ListUsers": list_users,
+    "AssociateFaces": associate_faces,
+    "DisassociateFaces": disassociate_faces,
+    "SearchUsers": search_users,
+    "SearchUsersByImage": search_users_by_image,
     "TagResource": tag_resource,
     "UntagResource": untag_resource,
     "ListTagsForResource": list_tags_for_resource,

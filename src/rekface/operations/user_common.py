@@ -1,0 +1,88 @@
+"""What the user operations share: ClientRequestToken digests, how a face is scored against a
+user, user matches as calibrated Similarity, and the JSON of outcomes.
+
+A user is compared as the centroid of its faces (``rekface.search.users``): SearchUsers and
+SearchUsersByImage rank users by the Similarity of the query to their centroids, and
+AssociateFaces admits a face into a user that has faces only if its Similarity to the centroid
+of those faces reaches UserMatchThreshold. Similarity is the same calibrated function of the
+cosine as face matches (``rekface.engine.calibrate``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+
+from rekface.engine.calibrate import load_calibration
+from rekface.operations.context import Context
+from rekface.search.users import centroid
+from rekface.stores.records import CollectionRecord, FaceOutcome, RequestToken, UserWrite
+
+# AssociateFaces' UserMatchThreshold default (documented by the service).
+ASSOCIATE_THRESHOLD = 75.0
+# SearchUsers / SearchUsersByImage: UserMatchThreshold default 80 (documented); MaxUsers has no
+# documented default: as SearchFacesByImage's MaxFaces, 80.
+SEARCH_THRESHOLD = 80.0
+DEFAULT_MAX_USERS = 80
+_COSINE_SLACK = 1e-6  # as face_search: filter in cosine a hair low, decide on Similarity
+
+
+def request_token(operation: str, request: dict[str, Any]) -> RequestToken | None:
+    """The request's ClientRequestToken and a digest of everything else it asks."""
+    token = request.get("ClientRequestToken")
+    if token is None:
+        return None
+    rest = {k: v for k, v in request.items() if k != "ClientRequestToken" and v is not None}
+    canonical = json.dumps(rest, sort_keys=True, separators=(",", ":"))
+    return RequestToken(operation, token, hashlib.sha256(canonical.encode()).hexdigest())
+
+
+def user_similarity(members: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Similarity (0..100) of each candidate embedding to the centroid of ``members``."""
+    cosines = np.asarray(candidates, np.float32) @ centroid(members)
+    return load_calibration().similarity(cosines.astype(np.float64))
+
+
+def notify(ctx: Context, result: UserWrite) -> None:
+    """Tell the search backend what a committed write changed (nothing on a replay)."""
+    if result.change is not None and not result.replayed:
+        ctx.search.users_changed(result.change)
+
+
+def user_matches(
+    ctx: Context,
+    collection: CollectionRecord,
+    embedding: np.ndarray,
+    request: dict[str, Any],
+    exclude_user_id: str | None = None,
+) -> list[dict[str, Any]]:
+    threshold = float(request.get("UserMatchThreshold", SEARCH_THRESHOLD))
+    max_users = int(request.get("MaxUsers", DEFAULT_MAX_USERS))
+    calibration = load_calibration()
+    found = ctx.search.search_users(
+        collection,
+        embedding,
+        max_users,
+        calibration.cosine_at(threshold) - _COSINE_SLACK,
+        exclude_user_id,
+    )
+    similarities = calibration.similarity(np.array([m.cosine for m in found], np.float64))
+    return [
+        # A user that matches has faces; user writes are atomic: its status is ACTIVE.
+        {"Similarity": float(s), "User": {"UserId": m.user_id, "UserStatus": "ACTIVE"}}
+        for m, s in zip(found, similarities, strict=True)
+        if s >= threshold
+    ]
+
+
+def outcome_json(outcome: FaceOutcome) -> dict[str, Any]:
+    item: dict[str, Any] = {"FaceId": outcome.face_id}
+    if outcome.user_id is not None:
+        item["UserId"] = outcome.user_id
+    if outcome.confidence is not None:
+        item["Confidence"] = min(100.0, max(0.0, outcome.confidence))
+    item["Reasons"] = list(outcome.reasons)
+    return item
