@@ -13,6 +13,7 @@ from pathlib import Path
 # The repository's own models directory: src/rekface/settings.py -> <repo>/layers/models.
 REPO_MODELS_DIR = Path(__file__).resolve().parents[2] / "layers" / "models"
 LAMBDA_LAYER_MODELS_DIR = Path("/opt/models")
+SEARCH_BACKENDS = ("memory", "s3vectors", "pgvector")
 
 
 def _env_int(env: dict[str, str], name: str, default: int) -> int:
@@ -40,6 +41,12 @@ class Settings:
     threads: int = 0
     # DynamoDB table of the S3 flows' idempotency records (AWS only; the CDK stack sets it).
     idempotency_table: str = ""
+    # Face search backend (issue 13): "memory" (exact, in process; default), "s3vectors" (one
+    # vector index per collection in REKFACE_VECTOR_BUCKET) or "pgvector" (REKFACE_PG_DSN).
+    search: str = "memory"
+    vector_bucket: str = ""
+    vector_index_prefix: str = "rekface-"
+    pg_dsn: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -50,6 +57,9 @@ class Settings:
         store = env.get("REKFACE_STORE", "sqlite")
         if store not in ("sqlite", "dynamodb"):
             raise ValueError(f"REKFACE_STORE must be 'sqlite' or 'dynamodb', got {store!r}")
+        search = env.get("REKFACE_SEARCH") or "memory"
+        if search not in SEARCH_BACKENDS:
+            raise ValueError(f"REKFACE_SEARCH must be one of {SEARCH_BACKENDS}, got {search!r}")
         return cls(
             models_dir=Path(models) if models else None,
             region=region or "us-east-1",
@@ -60,6 +70,10 @@ class Settings:
             token_secret=env.get("REKFACE_TOKEN_SECRET") or "rekface-local",
             threads=_env_int(env, "REKFACE_THREADS", 0),
             idempotency_table=env.get("REKFACE_IDEMPOTENCY_TABLE") or "",
+            search=search,
+            vector_bucket=env.get("REKFACE_VECTOR_BUCKET") or "",
+            vector_index_prefix=env.get("REKFACE_VECTOR_INDEX_PREFIX") or "rekface-",
+            pg_dsn=env.get("REKFACE_PG_DSN") or "",
         )
 
     def model_dirs(self) -> list[Path]:

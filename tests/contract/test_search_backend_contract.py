@@ -304,3 +304,161 @@ def test_bulk_put_is_idempotent(store, indexed):
 def _near(v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     w = v + 0.01 * rng.standard_normal(v.shape).astype(np.float32)
     return (w / np.linalg.norm(w)).astype(np.float32)
+
+
+# -----------------------------------------------------------------------------------------------
+# Users: centroids of their faces, kept in step with the store's user writes.
+
+
+def accept_all(members, candidates):  # AssociateFaces' score: every face passes the threshold
+    return np.full(len(candidates), 100.0)
+
+
+def associate(store, search, collection, user_id, face_ids):
+    fresh = store.get_collection(collection.collection_id)
+    if store.get_user(fresh, user_id) is None:
+        store.create_user(fresh, user_id)
+    result = store.associate_faces(fresh, user_id, face_ids, 0.0, accept_all)
+    if result.change is not None:
+        search.users_changed(result.change)
+    return result
+
+
+def same_users(got, want) -> bool:
+    """Same users in the same order, cosines equal up to float32 rounding of the centroid."""
+    return [u for u, _ in got] == [u for u, _ in want] and np.allclose(
+        [c for _, c in got], [c for _, c in want], rtol=0, atol=2e-7
+    )
+
+
+def users_brute_force(store, collection, query, k, min_cosine, exclude=None):
+    from rekface.search.users import UserVectors
+
+    table, _ = store.load_faces(store.get_collection(collection.collection_id))
+    users = UserVectors.from_table(table)
+    return [(m.user_id, m.cosine) for m in users.top(query, k, min_cosine, exclude)]
+
+
+def user_answer(search, store, collection, query, k, min_cosine, exclude=None):
+    fresh = store.get_collection(collection.collection_id)
+    return [
+        (m.user_id, m.cosine) for m in search.search_users(fresh, query, k, min_cosine, exclude)
+    ]
+
+
+def test_users_follow_associations(store, search):
+    rng = np.random.default_rng(20)
+    collection, faces = gallery(store, search, rng, images=8)
+    for u in range(8):  # user u: the faces of image u but the last one
+        associate(
+            store, search, collection, f"user-{u}", [f.face_id for f in faces[5 * u : 5 * u + 4]]
+        )
+    probes = [faces[4].embedding, faces[13].embedding, unit(rng)[0]]
+    for probe in probes:
+        got = user_answer(search, store, collection, probe, 5, -1.0)
+        want = users_brute_force(store, collection, probe, 5, -1.0)
+        assert [u for u, _ in got] == [u for u, _ in want]
+        assert [c for _, c in got] == pytest.approx([c for _, c in want], abs=2e-7)
+    # A face moves: out of user-0 (disassociated), into user-1; user-2 is deleted.
+    fresh = store.get_collection("c")
+    out = store.disassociate_faces(fresh, "user-0", [faces[0].face_id])
+    search.users_changed(out.change)
+    associate(store, search, collection, "user-1", [faces[0].face_id])
+    gone = store.delete_user(store.get_collection("c"), "user-2")
+    search.users_changed(gone.change)
+    for probe in [faces[0].embedding, faces[10].embedding, *probes]:
+        got = user_answer(search, store, collection, probe, 10, -1.0)
+        want = users_brute_force(store, collection, probe, 10, -1.0)
+        assert [u for u, _ in got] == [u for u, _ in want]
+        assert "user-2" not in [u for u, _ in got]
+    # SearchUsers by a user: its own centroid as the query, itself left out.
+    got = user_answer(search, store, collection, faces[6].embedding, 3, -1.0, exclude="user-1")
+    assert "user-1" not in [u for u, _ in got]
+
+
+@_only_indexed()
+def test_a_stale_user_centroid_is_repaired_by_the_search(store, indexed):
+    rng = np.random.default_rng(21)
+    collection, faces = gallery(store, indexed, rng, images=3)
+    associate(store, indexed, collection, "ann", [faces[0].face_id])
+    # A second association whose notice was lost (the process died after the store's write).
+    fresh = store.get_collection("c")
+    store.associate_faces(fresh, "ann", [faces[1].face_id], 0.0, accept_all)
+    probe = faces[1].embedding
+    want = users_brute_force(store, collection, probe, 1, -1.0)
+    assert same_users(user_answer(indexed, store, collection, probe, 1, -1.0), want)
+    stored = indexed._user_vectors(store.get_collection("c"), ["ann"])
+    assert stored["ann"][1] == 2  # repaired: the entry now stands for both faces
+
+
+@_only_indexed()
+def test_rebuild_users_and_move_restore_everything(store, indexed, tmp_path):
+    from rekface.search.move import move_collection
+
+    rng = np.random.default_rng(22)
+    collection = store.create_collection("old")
+    faces = []
+    for i in range(9):  # faces indexed before this backend existed (the in-memory era)
+        batch = image_faces(collection, 5, rng, name=f"old-{i}")
+        store.add_faces(collection, batch)
+        faces += batch
+    fresh = store.get_collection("old")
+    store.create_user(fresh, "bob")
+    store.associate_faces(fresh, "bob", [faces[0].face_id, faces[7].face_id], 0.0, accept_all)
+    seen = []
+    moved = move_collection(
+        store, indexed, "old", tmp_path / "ck.json", batch=10, progress=lambda a, b: seen.append(a)
+    )
+    assert moved.done and moved.moved == 45 and seen[-1] == 45
+    probe = faces[7].embedding
+    assert answer(indexed, store, fresh, probe, 50, -1.0) == brute_force(
+        store, fresh, probe, 50, -1.0
+    )
+    assert same_users(
+        user_answer(indexed, store, fresh, probe, 5, -1.0),
+        users_brute_force(store, fresh, probe, 5, -1.0),
+    )
+    assert indexed._face_users(fresh, [faces[0].face_id]) == {faces[0].face_id: "bob"}
+
+
+@_only_indexed()
+def test_an_interrupted_move_resumes_where_it_stopped(store, indexed, tmp_path, monkeypatch):
+    from rekface.search.move import Checkpoint, move_collection
+
+    rng = np.random.default_rng(23)
+    collection = store.create_collection("big")
+    faces = []
+    for i in range(10):
+        batch = image_faces(collection, 7, rng, name=f"big-{i}")
+        store.add_faces(collection, batch)
+        faces += batch
+    checkpoint = tmp_path / "moves" / "big.json"
+    written: list[int] = []
+    real_put = type(indexed).put_faces
+
+    def put(self, collection, batch):
+        if len(written) == 3:
+            raise KeyboardInterrupt  # Ctrl-C (or a crash) during the 4th batch
+        written.append(len(batch))
+        real_put(self, collection, batch)
+
+    monkeypatch.setattr(type(indexed), "put_faces", put)
+    with pytest.raises(KeyboardInterrupt):
+        move_collection(store, indexed, "big", checkpoint, batch=10)
+    state = Checkpoint.read(checkpoint, store.get_collection("big"))
+    assert state.moved == 30 and not state.done and state.next_token
+    monkeypatch.setattr(type(indexed), "put_faces", real_put)
+    calls = []
+    monkeypatch.setattr(
+        type(indexed),
+        "put_faces",
+        lambda self, c, b: (calls.append(len(b)), real_put(self, c, b)),
+    )
+    done = move_collection(store, indexed, "big", checkpoint, batch=10)
+    assert done.done and done.moved == 70
+    assert calls == [10, 10, 10, 10]  # only the 40 faces not moved before
+    fresh = store.get_collection("big")
+    probe = faces[40].embedding
+    assert answer(indexed, store, fresh, probe, 70, -1.0) == brute_force(
+        store, fresh, probe, 70, -1.0
+    )

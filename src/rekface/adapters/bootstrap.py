@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from rekface.adapters.s3 import S3ImageFetcher
 from rekface.engine.faces import FaceEngine
 from rekface.operations.context import Context
+from rekface.search.base import SearchBackend
 from rekface.search.memory import InMemoryExactSearch
 from rekface.settings import Settings
 from rekface.stores.base import Store
@@ -31,6 +32,38 @@ def build_store(settings: Settings, dynamodb_client: Any = None) -> Store:
     return SqliteStore.in_dir(settings.data_dir, settings.token_secret)
 
 
+def build_search(settings: Settings, store: Store, s3vectors_client: Any = None) -> SearchBackend:
+    """REKFACE_SEARCH: ``memory`` (default: exact, in this process), ``s3vectors`` (the vector
+    bucket REKFACE_VECTOR_BUCKET, one index per collection) or ``pgvector`` (REKFACE_PG_DSN;
+    needs the ``pgvector`` extra: psycopg + pgvector)."""
+    if settings.search == "s3vectors":
+        from rekface.search.s3vectors import S3VectorsSearch
+
+        if not settings.vector_bucket:
+            raise RuntimeError("REKFACE_SEARCH=s3vectors needs REKFACE_VECTOR_BUCKET")
+        if s3vectors_client is None:
+            import boto3
+            from botocore.config import Config
+
+            # Adaptive retries: 429 TooManyRequests (an index takes 2,500 vectors/s) and 503
+            # are retried with backoff, and the client slows itself down.
+            s3vectors_client = boto3.client(
+                "s3vectors",
+                region_name=settings.region,
+                config=Config(retries={"mode": "adaptive", "max_attempts": 10}),
+            )
+        return S3VectorsSearch(
+            store, s3vectors_client, settings.vector_bucket, settings.vector_index_prefix
+        )
+    if settings.search == "pgvector":
+        from rekface.search.pgvector import PgVectorSearch
+
+        if not settings.pg_dsn:
+            raise RuntimeError("REKFACE_SEARCH=pgvector needs REKFACE_PG_DSN")
+        return PgVectorSearch(store, settings.pg_dsn)
+    return InMemoryExactSearch(store)
+
+
 def build_context(settings: Settings | None = None, engine: FaceEngine | None = None) -> Context:
     settings = settings or Settings.from_env()
     store = build_store(settings)
@@ -39,7 +72,7 @@ def build_context(settings: Settings | None = None, engine: FaceEngine | None = 
         engine=engine or FaceEngine(settings),
         images=S3ImageFetcher(),
         store=store,
-        search=InMemoryExactSearch(store),
+        search=build_search(settings, store),
     )
 
 

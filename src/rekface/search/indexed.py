@@ -30,6 +30,17 @@ Invariant, once a call has returned: a face is searchable if and only if the sto
 
 Vectors without records (a crash, an IndexFaces that failed on a quota) cost storage and take
 candidate slots until collected; searches over-fetch to absorb a few.
+
+Users (SearchUsers, SearchUsersByImage) are their faces' centroids (``rekface.search.users``),
+kept in a second index per collection keyed by UserId, stamped with the user's face count. The
+store decides every user write, so the engine follows it (``users_changed``): the changed faces'
+vectors are re-tagged with their UserId (the tag says which user a face leaves when it is
+disassociated) and every user that gained or lost faces gets its centroid recomputed from the
+store. A search verifies each candidate user against the store (the user exists and has the
+stamped number of faces; otherwise its centroid is recomputed on the spot) and scores it with
+the exact cosine to the centroid, as the in-memory backend does. A crash between a user write
+and its notice leaves a stale centroid until that user's next write or a rebuild (``rekface
+vectors move``): stale users found as candidates are repaired, one not found is missed.
 """
 
 from __future__ import annotations
@@ -42,12 +53,15 @@ import numpy as np
 
 from rekface.search.base import CosineMatch, SearchBackend
 from rekface.search.exact import cosines
+from rekface.search.users import UserMatchCosine, UserVectors
 from rekface.stores.base import Store
 from rekface.stores.records import (
     AddFacesResult,
     CollectionRecord,
     DeleteFacesResult,
     FaceRecord,
+    FaceTable,
+    UsersChange,
 )
 
 # Candidates asked beyond MaxFaces: room for the excluded face (SearchFaces) and a few vectors
@@ -93,8 +107,14 @@ class IndexedSearch(SearchBackend):
     # Writes
 
     def faces_adding(self, collection: CollectionRecord, faces: list[FaceRecord]) -> None:
-        if faces:
-            self._put(collection, vectors_of(faces))
+        if not faces:
+            return
+        # A retried IndexFaces finds its vectors there: write only the missing ones (reads cost
+        # less than writes, and a rewrite would drop the UserId tag of an associated face).
+        present = self._present(collection, [f.face_id for f in faces])
+        missing = [f for f in faces if f.face_id not in present]
+        if missing:
+            self._put(collection, vectors_of(missing))
 
     def faces_added(self, result: AddFacesResult) -> None:
         if not result.added:
@@ -166,6 +186,84 @@ class IndexedSearch(SearchBackend):
         ]
 
     # -----------------------------------------------------------------------------------------
+    # Users
+
+    def users_changed(self, change: UsersChange) -> None:
+        collection = change.collection
+        face_ids = list(change.user_ids)
+        if not face_ids:
+            return
+        before = self._face_users(collection, face_ids)
+        faces = self.store.get_faces(collection, face_ids, embeddings=True)
+        tagged = [
+            Vector(f, np.asarray(faces[f].embedding, np.float32), change.user_ids[f])
+            for f in face_ids
+            if f in faces
+        ]
+        if tagged:
+            self._put(collection, tagged)
+        affected = {u for u in before.values() if u} | {u for u in change.user_ids.values() if u}
+        for user_id in sorted(affected):
+            self._refresh_user(collection, user_id)
+
+    def _refresh_user(self, collection: CollectionRecord, user_id: str) -> np.ndarray | None:
+        """Recompute a user's centroid from the store; None (and no entry) if it has no face."""
+        ids = [f.face_id for f in self.store.list_faces(collection, user_id=user_id).items]
+        faces = self.store.get_faces(collection, ids, embeddings=True)
+        members = [f for f in faces.values() if f.user_id == user_id]
+        if not members:
+            self._delete_users(collection, [user_id])
+            return None
+        vector = UserVectors.from_table(FaceTable.from_records(members)).vectors[0]
+        self._put_users(collection, [(user_id, vector, len(members))])
+        return vector
+
+    def rebuild_users(self, collection: CollectionRecord) -> int:
+        """Every user's centroid from the store (the bulk move's last step); how many."""
+        count, token = 0, None
+        while True:
+            page = self.store.list_users(collection, next_token=token)
+            for user in page.items:
+                self._refresh_user(collection, user.user_id)
+                count += 1
+            token = page.next_token
+            if token is None:
+                return count
+
+    def search_users(
+        self,
+        collection: CollectionRecord,
+        embedding: np.ndarray,
+        max_users: int,
+        min_cosine: float,
+        exclude_user_id: str | None = None,
+    ) -> list[UserMatchCosine]:
+        query = np.asarray(embedding, np.float32)
+        k = min(self.max_top_k, max_users + OVER_FETCH)
+        while True:
+            found = self._query_users(collection, query, k, min_cosine - ENGINE_SLACK)
+            ids = [u for u in found.face_ids if u != exclude_user_id]
+            stored = self._user_vectors(collection, ids)
+            matches = []
+            for user_id in ids:
+                user = self.store.get_user(collection, user_id)
+                if user is None or user.face_count == 0:
+                    continue  # deleted, or emptied, since its entry was written
+                vector, count = stored.get(user_id, (None, -1))
+                if vector is None or count != user.face_count:
+                    vector = self._refresh_user(collection, user_id)  # stale: repair it
+                    if vector is None:
+                        continue
+                cosine = float((np.asarray(vector, np.float32) * query).sum(dtype=np.float32))
+                if cosine >= min_cosine:
+                    matches.append(UserMatchCosine(user_id, cosine))
+            if len(matches) >= max_users or found.exhausted or k >= self.max_top_k:
+                break
+            k = min(self.max_top_k, 2 * k)
+        matches.sort(key=lambda m: (-m.cosine, m.user_id))
+        return matches[:max_users]
+
+    # -----------------------------------------------------------------------------------------
     # Housekeeping
 
     def orphan_indexes(self, live_incarnations: set[str]) -> list[str]:
@@ -198,8 +296,33 @@ class IndexedSearch(SearchBackend):
         """Up to ``k`` nearest vectors with engine cosine >= ``min_cosine``, best first."""
 
     @abstractmethod
+    def _face_users(self, collection: CollectionRecord, face_ids: list[str]) -> dict[str, str]:
+        """The UserId tag of those of these faces' vectors that have one."""
+
+    @abstractmethod
+    def _put_users(
+        self, collection: CollectionRecord, users: list[tuple[str, np.ndarray, int]]
+    ) -> None:
+        """Write (or overwrite) users' centroids with their face counts."""
+
+    @abstractmethod
+    def _delete_users(self, collection: CollectionRecord, user_ids: list[str]) -> None: ...
+
+    @abstractmethod
+    def _user_vectors(
+        self, collection: CollectionRecord, user_ids: list[str]
+    ) -> dict[str, tuple[np.ndarray, int]]:
+        """Stored centroids and face counts of those users that have an entry."""
+
+    @abstractmethod
+    def _query_users(
+        self, collection: CollectionRecord, query: np.ndarray, k: int, min_cosine: float
+    ) -> Candidates:
+        """Up to ``k`` nearest user centroids (ids in ``face_ids``), best first."""
+
+    @abstractmethod
     def _drop(self, incarnation: str) -> None:
-        """Delete a collection incarnation's index (a missing one is fine)."""
+        """Delete a collection incarnation's indexes (a missing one is fine)."""
 
     @abstractmethod
     def _incarnations(self) -> list[str]:

@@ -14,6 +14,7 @@ from typing import Any
 
 _LOCK_ID = 0x7265_6B66  # "rekf": the advisory lock that serialises migrations
 PARTITION_PREFIX = "rekface_vectors_"
+USERS_PREFIX = "rekface_users_"
 
 # HNSW build parameters: pgvector's defaults (m 16, ef_construction 64); the benchmark
 # (benchmarks/pgvector_scale.py) measures recall and latency with them.
@@ -34,6 +35,19 @@ MIGRATIONS: list[str] = [
     ) PARTITION BY LIST (incarnation);
     CREATE INDEX rekface_vectors_hnsw ON rekface_vectors
         USING hnsw (embedding vector_cosine_ops)
+        WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION});
+    """,
+    # 2: users' centroids (SearchUsers), partitioned and indexed the same way.
+    f"""
+    CREATE TABLE rekface_user_vectors (
+        incarnation uuid NOT NULL,
+        user_id text NOT NULL,
+        centroid vector(128) NOT NULL,
+        face_count int NOT NULL,
+        PRIMARY KEY (incarnation, user_id)
+    ) PARTITION BY LIST (incarnation);
+    CREATE INDEX rekface_user_vectors_hnsw ON rekface_user_vectors
+        USING hnsw (centroid vector_cosine_ops)
         WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION});
     """,
 ]
@@ -85,20 +99,26 @@ def partition_name(incarnation: str) -> str:
     return PARTITION_PREFIX + uuid.UUID(incarnation).hex
 
 
+def users_partition_name(incarnation: str) -> str:
+    return USERS_PREFIX + uuid.UUID(incarnation).hex
+
+
 def ensure_partition(conn: Any, incarnation: str) -> None:
-    name = partition_name(incarnation)
-    with conn.transaction():
-        # Two writers of a new collection at once: one creates, the other waits and finds it.
-        conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_ID, name))
-        exists = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0]
-        if exists is None:
-            conn.execute(
-                f"CREATE TABLE {name} PARTITION OF rekface_vectors "
-                f"FOR VALUES IN ('{uuid.UUID(incarnation)}')"
-            )
+    """The collection's partitions of the faces' and the users' tables."""
+    inc = uuid.UUID(incarnation)
+    for parent, name in (
+        ("rekface_vectors", partition_name(incarnation)),
+        ("rekface_user_vectors", users_partition_name(incarnation)),
+    ):
+        with conn.transaction():
+            # Two writers of a new collection at once: one creates, the other waits, finds it.
+            conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_ID, name))
+            if conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is None:
+                conn.execute(f"CREATE TABLE {name} PARTITION OF {parent} FOR VALUES IN ('{inc}')")
 
 
 def drop_partition(conn: Any, incarnation: str) -> None:
+    conn.execute(f"DROP TABLE IF EXISTS {users_partition_name(incarnation)}")
     conn.execute(f"DROP TABLE IF EXISTS {partition_name(incarnation)}")
 
 

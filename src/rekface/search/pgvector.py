@@ -158,13 +158,32 @@ class PgVectorSearch(IndexedSearch):
     def _query(
         self, collection: CollectionRecord, query: np.ndarray, k: int, min_cosine: float
     ) -> Candidates:
+        table = pg_schema.partition_name(collection.incarnation)
+        exact = collection.face_count < self.exact_below
+        return self._nearest(table, "face_id", "embedding", exact, query, k, min_cosine)
+
+    def _query_users(
+        self, collection: CollectionRecord, query: np.ndarray, k: int, min_cosine: float
+    ) -> Candidates:
+        table = pg_schema.users_partition_name(collection.incarnation)
+        exact = collection.user_count < self.exact_below
+        return self._nearest(table, "user_id", "centroid", exact, query, k, min_cosine)
+
+    def _nearest(
+        self,
+        table: str,
+        key: str,
+        column: str,
+        exact: bool,
+        query: np.ndarray,
+        k: int,
+        min_cosine: float,
+    ) -> Candidates:
         import psycopg.errors
 
-        exact = collection.face_count < self.exact_below
         # The partition itself, not the parent with "incarnation = ...": with no filter left,
         # the only ordered plans are the partition's HNSW graph and a full sort, and the
         # settings below pick one (the planner would otherwise walk the primary key and sort).
-        table = pg_schema.partition_name(collection.incarnation)
         with self.pool.connection() as conn:
             try:
                 with conn.transaction():
@@ -176,17 +195,61 @@ class PgVectorSearch(IndexedSearch):
                         conn.execute(f"SET LOCAL hnsw.ef_search = {ef}")
                         conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
                     rows = conn.execute(
-                        "WITH nearest AS MATERIALIZED (SELECT face_id, embedding <=> %s AS d "
+                        f"WITH nearest AS MATERIALIZED (SELECT {key}, {column} <=> %s AS d "
                         f"FROM {table} ORDER BY d LIMIT %s) "
-                        "SELECT face_id, d FROM nearest WHERE d <= %s ORDER BY d",
+                        f"SELECT {key}, d FROM nearest WHERE d <= %s ORDER BY d",
                         (query, k, 1.0 - min_cosine),
                     ).fetchall()
-            except psycopg.errors.UndefinedTable:  # no face was ever indexed
+            except psycopg.errors.UndefinedTable:  # nothing was ever written
                 return Candidates([], [], True)
         # Fewer than k rows within the threshold: none further is within it either.
         return Candidates(
             [str(r[0]) for r in rows], [1.0 - float(r[1]) for r in rows], len(rows) < k
         )
+
+    def _face_users(self, collection: CollectionRecord, face_ids: list[str]) -> dict[str, str]:
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT face_id, user_id FROM rekface_vectors WHERE incarnation = %s "
+                "AND face_id = ANY(%s) AND user_id IS NOT NULL",
+                (uuid.UUID(collection.incarnation), [uuid.UUID(f) for f in face_ids]),
+            ).fetchall()
+        return {str(r[0]): r[1] for r in rows}
+
+    def _put_users(
+        self, collection: CollectionRecord, users: list[tuple[str, np.ndarray, int]]
+    ) -> None:
+        inc = uuid.UUID(collection.incarnation)
+        rows = [(inc, u, np.asarray(v, np.float32), n) for u, v, n in users]
+        with self.pool.connection() as conn:
+            self._ensure_partition(conn, collection.incarnation)
+            with pg_schema.translated_errors(), conn.transaction(), conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO rekface_user_vectors (incarnation, user_id, centroid, face_count)"
+                    " VALUES (%s, %s, %s, %s) ON CONFLICT (incarnation, user_id) DO UPDATE SET "
+                    "centroid = EXCLUDED.centroid, face_count = EXCLUDED.face_count",
+                    rows,
+                )
+
+    def _delete_users(self, collection: CollectionRecord, user_ids: list[str]) -> None:
+        with self.pool.connection() as conn:
+            conn.execute(
+                "DELETE FROM rekface_user_vectors WHERE incarnation = %s AND user_id = ANY(%s)",
+                (uuid.UUID(collection.incarnation), user_ids),
+            )
+
+    def _user_vectors(
+        self, collection: CollectionRecord, user_ids: list[str]
+    ) -> dict[str, tuple[np.ndarray, int]]:
+        if not user_ids:
+            return {}
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT user_id, centroid, face_count FROM rekface_user_vectors "
+                "WHERE incarnation = %s AND user_id = ANY(%s)",
+                (uuid.UUID(collection.incarnation), user_ids),
+            ).fetchall()
+        return {r[0]: (r[1].to_numpy().astype(np.float32), int(r[2])) for r in rows}
 
     def _drop(self, incarnation: str) -> None:
         self._partitions.discard(incarnation)

@@ -1,5 +1,7 @@
 """Amazon S3 Vectors as the search engine: one vector index per collection incarnation (128
-dimensions, float32, cosine) in one vector bucket, key = FaceId, no metadata.
+dimensions, float32, cosine) in one vector bucket, key = FaceId (metadata: the face's UserId, if
+any), and one index of the users' centroids per collection (``<prefix><incarnation>-u``, key =
+UserId, metadata: the user's face count). Indexes are created on the first write.
 
 The service's limits (S3 User Guide, "Limitations and restrictions"; QueryVectors' topK since
 2026-06) and what rekface does at each:
@@ -15,13 +17,15 @@ The service's limits (S3 User Guide, "Limitations and restrictions"; QueryVector
   (botocore's adaptive mode, which also slows the sender down), so a collection takes at most
   ~2,500 new faces per second whatever the API's concurrency.
 - GetVectors: <= 100 keys per call (the read-back after IndexFaces).
-- 10,000 indexes per vector bucket: at most 10,000 collections per deployment (use more buckets
-  beyond that); 2 billion vectors per index, far above Rekognition's 20 million faces.
+- 10,000 indexes per vector bucket: at most 5,000 collections per deployment (two indexes
+  each; deploy more buckets beyond that); 2 billion vectors per index, far above Rekognition's
+  20 million faces.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -29,13 +33,14 @@ from botocore.exceptions import ClientError
 
 from rekface.search.indexed import Candidates, IndexedSearch, Vector
 from rekface.stores.base import Store
-from rekface.stores.records import CollectionRecord
+from rekface.stores.records import CollectionRecord, FaceRecord
 
 DIMENSION = 128
 MAX_TOP_K = 10_000
 PUT_BATCH = 500
 GET_BATCH = 100
 DEFAULT_PREFIX = "rekface-"
+USERS_SUFFIX = "-u"  # the users' index of a collection: <prefix><incarnation>-u
 WRITE_RATE = 2_500  # vectors per second per index (inserts + deletes)
 
 
@@ -50,7 +55,7 @@ class S3VectorsSearch(IndexedSearch):
         self, store: Store, client: Any, bucket: str, prefix: str = DEFAULT_PREFIX
     ) -> None:
         super().__init__(store)
-        if len(prefix) + 36 > 63:
+        if len(prefix) + 36 + len(USERS_SUFFIX) > 63:
             raise ValueError("the index prefix leaves no room for the incarnation (63 chars)")
         self.client = client
         self.bucket = bucket
@@ -61,92 +66,81 @@ class S3VectorsSearch(IndexedSearch):
     def index_name(self, incarnation: str) -> str:
         return f"{self.prefix}{incarnation}"
 
-    def _args(self, incarnation: str) -> dict[str, str]:
-        return {"vectorBucketName": self.bucket, "indexName": self.index_name(incarnation)}
+    def users_index_name(self, incarnation: str) -> str:
+        return f"{self.prefix}{incarnation}{USERS_SUFFIX}"
+
+    def _args(self, name: str) -> dict[str, str]:
+        return {"vectorBucketName": self.bucket, "indexName": name}
 
     # -----------------------------------------------------------------------------------------
+    # Index-level helpers
 
-    def _ensure_index(self, incarnation: str) -> None:
-        name = self.index_name(incarnation)
+    def _ensure_index(self, name: str) -> None:
+        if name in self._known:
+            return
+        try:
+            self.client.get_index(**self._args(name))
+        except ClientError as exc:
+            if _code(exc) != "NotFoundException":
+                raise
+            self._create_index(name)
+        self._known.add(name)
+
+    def _create_index(self, name: str) -> None:
         try:
             self.client.create_index(
-                vectorBucketName=self.bucket,
-                indexName=name,
-                dataType="float32",
-                dimension=DIMENSION,
-                distanceMetric="cosine",
+                **self._args(name), dataType="float32", dimension=DIMENSION, distanceMetric="cosine"
             )
         except ClientError as exc:
             if _code(exc) != "ConflictException":  # created by a concurrent call: fine
                 raise
         self._known.add(name)
 
-    def _put(self, collection: CollectionRecord, vectors: list[Vector]) -> None:
-        inc = collection.incarnation
-        if self.index_name(inc) not in self._known and not self._index_exists(inc):
-            self._ensure_index(inc)
-        for i in range(0, len(vectors), PUT_BATCH):
-            batch = [
-                {"key": v.face_id, "data": {"float32": v.embedding.astype(np.float32).tolist()}}
-                for v in vectors[i : i + PUT_BATCH]
-            ]
+    def _write(self, name: str, items: list[dict[str, Any]]) -> None:
+        self._ensure_index(name)
+        for i in range(0, len(items), PUT_BATCH):
+            batch = items[i : i + PUT_BATCH]
             try:
-                self.client.put_vectors(**self._args(inc), vectors=batch)
+                self.client.put_vectors(**self._args(name), vectors=batch)
             except ClientError as exc:
                 if _code(exc) != "NotFoundException":
                     raise
                 # Dropped since this process saw it (DeleteCollection elsewhere). The store's
                 # write that follows fails on the retired collection; the index left behind is
                 # an orphan that `rekface vectors gc` drops.
-                self._known.discard(self.index_name(inc))
-                self._ensure_index(inc)
-                self.client.put_vectors(**self._args(inc), vectors=batch)
+                self._known.discard(name)
+                self._create_index(name)
+                self.client.put_vectors(**self._args(name), vectors=batch)
 
-    def put_faces(self, collection: CollectionRecord, faces) -> None:  # type: ignore[override]
-        """Bulk load, paced under the index's write rate (the move command's batches)."""
-        self.bulk_rate.wait(len(faces))
-        super().put_faces(collection, faces)
-
-    def _index_exists(self, incarnation: str) -> bool:
-        try:
-            self.client.get_index(**self._args(incarnation))
-        except ClientError as exc:
-            if _code(exc) == "NotFoundException":
-                return False
-            raise
-        self._known.add(self.index_name(incarnation))
-        return True
-
-    def _present(self, collection: CollectionRecord, face_ids: list[str]) -> set[str]:
-        found: set[str] = set()
-        for i in range(0, len(face_ids), GET_BATCH):
+    def _read(self, name: str, keys: list[str], data: bool) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(keys), GET_BATCH):
             try:
                 resp = self.client.get_vectors(
-                    **self._args(collection.incarnation), keys=face_ids[i : i + GET_BATCH]
+                    **self._args(name),
+                    keys=keys[i : i + GET_BATCH],
+                    returnData=data,
+                    returnMetadata=True,
                 )
             except ClientError as exc:
                 if _code(exc) == "NotFoundException":
-                    return set()
+                    return []
                 raise
-            found.update(v["key"] for v in resp.get("vectors", []))
-        return found
+            out += resp.get("vectors", [])
+        return out
 
-    def _delete(self, collection: CollectionRecord, face_ids: list[str]) -> None:
-        for i in range(0, len(face_ids), PUT_BATCH):
+    def _remove(self, name: str, keys: list[str]) -> None:
+        for i in range(0, len(keys), PUT_BATCH):
             try:
-                self.client.delete_vectors(
-                    **self._args(collection.incarnation), keys=face_ids[i : i + PUT_BATCH]
-                )
+                self.client.delete_vectors(**self._args(name), keys=keys[i : i + PUT_BATCH])
             except ClientError as exc:
                 if _code(exc) == "NotFoundException":
                     return
                 raise
 
-    def _query(
-        self, collection: CollectionRecord, query: np.ndarray, k: int, min_cosine: float
-    ) -> Candidates:
+    def _nearest(self, name: str, query: np.ndarray, k: int, min_cosine: float) -> Candidates:
         args: dict[str, Any] = {
-            **self._args(collection.incarnation),
+            **self._args(name),
             "topK": min(k, MAX_TOP_K),
             "queryVector": {"float32": query.astype(np.float32).tolist()},
             "returnDistance": True,
@@ -157,7 +151,7 @@ class S3VectorsSearch(IndexedSearch):
             try:
                 resp = self.client.query_vectors(**args)
             except ClientError as exc:
-                if _code(exc) == "NotFoundException":  # no face was ever indexed
+                if _code(exc) == "NotFoundException":  # nothing was ever written
                     return Candidates([], [], True)
                 raise
             for v in resp.get("vectors", []):
@@ -171,21 +165,100 @@ class S3VectorsSearch(IndexedSearch):
                 return Candidates(ids, cos, len(ids) < k)
             args["nextToken"] = token
 
+    # -----------------------------------------------------------------------------------------
+    # Faces
+
+    def put_faces(self, collection: CollectionRecord, faces: Sequence[FaceRecord]) -> None:
+        """Bulk load, paced under the index's write rate (the move command's batches)."""
+        self.bulk_rate.wait(len(faces))
+        super().put_faces(collection, faces)
+
+    def _put(self, collection: CollectionRecord, vectors: list[Vector]) -> None:
+        items = []
+        for v in vectors:
+            item: dict[str, Any] = {
+                "key": v.face_id,
+                "data": {"float32": v.embedding.astype(np.float32).tolist()},
+            }
+            if v.user_id is not None:
+                item["metadata"] = {"user": v.user_id}
+            items.append(item)
+        self._write(self.index_name(collection.incarnation), items)
+
+    def _present(self, collection: CollectionRecord, face_ids: list[str]) -> set[str]:
+        name = self.index_name(collection.incarnation)
+        return {v["key"] for v in self._read(name, face_ids, data=False)}
+
+    def _delete(self, collection: CollectionRecord, face_ids: list[str]) -> None:
+        self._remove(self.index_name(collection.incarnation), face_ids)
+
+    def _query(
+        self, collection: CollectionRecord, query: np.ndarray, k: int, min_cosine: float
+    ) -> Candidates:
+        return self._nearest(self.index_name(collection.incarnation), query, k, min_cosine)
+
+    def _face_users(self, collection: CollectionRecord, face_ids: list[str]) -> dict[str, str]:
+        name = self.index_name(collection.incarnation)
+        found = self._read(name, face_ids, data=False)
+        return {
+            v["key"]: v["metadata"]["user"] for v in found if (v.get("metadata") or {}).get("user")
+        }
+
+    # -----------------------------------------------------------------------------------------
+    # Users
+
+    def _put_users(
+        self, collection: CollectionRecord, users: list[tuple[str, np.ndarray, int]]
+    ) -> None:
+        items = [
+            {
+                "key": user_id,
+                "data": {"float32": np.asarray(v, np.float32).tolist()},
+                "metadata": {"faces": n},
+            }
+            for user_id, v, n in users
+        ]
+        self._write(self.users_index_name(collection.incarnation), items)
+
+    def _delete_users(self, collection: CollectionRecord, user_ids: list[str]) -> None:
+        self._remove(self.users_index_name(collection.incarnation), user_ids)
+
+    def _user_vectors(
+        self, collection: CollectionRecord, user_ids: list[str]
+    ) -> dict[str, tuple[np.ndarray, int]]:
+        found = self._read(self.users_index_name(collection.incarnation), user_ids, data=True)
+        return {
+            v["key"]: (np.asarray(v["data"]["float32"], np.float32), int(v["metadata"]["faces"]))
+            for v in found
+        }
+
+    def _query_users(
+        self, collection: CollectionRecord, query: np.ndarray, k: int, min_cosine: float
+    ) -> Candidates:
+        name = self.users_index_name(collection.incarnation)
+        return self._nearest(name, query, k, min_cosine)
+
+    # -----------------------------------------------------------------------------------------
+    # Collections
+
     def _drop(self, incarnation: str) -> None:
-        self._known.discard(self.index_name(incarnation))
-        try:
-            self.client.delete_index(**self._args(incarnation))
-        except ClientError as exc:
-            if _code(exc) != "NotFoundException":
-                raise
+        for name in (self.users_index_name(incarnation), self.index_name(incarnation)):
+            self._known.discard(name)
+            try:
+                self.client.delete_index(**self._args(name))
+            except ClientError as exc:
+                if _code(exc) != "NotFoundException":
+                    raise
 
     def _incarnations(self) -> list[str]:
         out: list[str] = []
         args: dict[str, Any] = {"vectorBucketName": self.bucket, "prefix": self.prefix}
         while True:
             resp = self.client.list_indexes(**args)
-            names = [i["indexName"] for i in resp.get("indexes", [])]
-            out += [n[len(self.prefix) :] for n in names if n.startswith(self.prefix)]
+            for index in resp.get("indexes", []):
+                name = index["indexName"]
+                if name.startswith(self.prefix) and not name.endswith(USERS_SUFFIX):
+                    out.append(name[len(self.prefix) :])
             if not resp.get("nextToken"):
                 return out
             args["nextToken"] = resp["nextToken"]
