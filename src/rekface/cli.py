@@ -1,5 +1,7 @@
 """The ``rekface`` command: ``rekface serve`` runs the API on localhost; ``rekface purge``
-finishes interrupted collection deletions."""
+finishes interrupted collection deletions; ``rekface vectors move`` copies collections' vectors
+into a search backend (S3 Vectors, pgvector) and ``rekface vectors gc`` drops the indexes of
+deleted collections."""
 
 from __future__ import annotations
 
@@ -25,18 +27,158 @@ def main(argv: list[str] | None = None) -> int:
         help="where the embedded store keeps collections (default ~/.rekface)",
     )
     serve.add_argument("--verbose", action="store_true", help="log every request")
+    _search_options(serve)
     purge = sub.add_parser(
         "purge",
         help="finish deleting the items of collections whose DeleteCollection was interrupted "
         "(the store of REKFACE_STORE; deleted collections are already invisible)",
     )
     purge.add_argument("--data-dir", type=Path, default=None, help="the embedded store's dir")
+    vectors = sub.add_parser(
+        "vectors", help="the vector indexes of a search backend on S3 Vectors or pgvector"
+    )
+    vsub = vectors.add_subparsers(dest="vectors_command", required=True)
+    move = vsub.add_parser(
+        "move",
+        help="copy collections' faces (and users' centroids) from the store into the backend; "
+        "resumable: run it again after an interruption",
+    )
+    move.add_argument("collections", nargs="+", metavar="COLLECTION_ID")
+    move.add_argument("--batch", type=int, default=500, help="faces per write (<= 500)")
+    move.add_argument("--checkpoint-dir", type=Path, default=None, help="default: <data dir>/moves")
+    gc = vsub.add_parser("gc", help="drop the vector indexes of deleted collections")
+    for p in (move, gc):
+        p.add_argument("--data-dir", type=Path, default=None, help="the embedded store's dir")
+        _search_options(p)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
     if args.command == "purge":
         return _purge(args)
+    if args.command == "vectors":
+        return _vectors(args)
     return 2  # pragma: no cover - argparse rejects other commands
+
+
+def _search_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--search",
+        choices=["memory", "s3vectors", "pgvector"],
+        default=None,
+        help="face search backend (default REKFACE_SEARCH, else memory)",
+    )
+    p.add_argument("--pg-dsn", default=None, help="PostgreSQL DSN for --search pgvector")
+    p.add_argument("--vector-bucket", default=None, help="S3 vector bucket for --search s3vectors")
+
+
+def _settings(args: argparse.Namespace):
+    """Settings from the environment, overridden by the command line."""
+    from rekface.settings import Settings
+
+    settings = Settings.from_env()
+    changes = {}
+    if getattr(args, "data_dir", None) is not None:
+        changes["data_dir"] = args.data_dir
+    if getattr(args, "search", None) is not None:
+        changes["search"] = args.search
+    if getattr(args, "pg_dsn", None) is not None:
+        changes["pg_dsn"] = args.pg_dsn
+    if getattr(args, "vector_bucket", None) is not None:
+        changes["vector_bucket"] = args.vector_bucket
+    return replace(settings, **changes)
+
+
+class ProgressBar:
+    """One line on stderr, redrawn in place: bar, count, rate, time left."""
+
+    def __init__(self, label: str, stream=None) -> None:
+        import time
+
+        self.label = label
+        self.stream = stream or sys.stderr
+        self._clock = time.monotonic
+        self._start = self._clock()
+        self._first: int | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._first is None:
+            self._first = done  # resumed: the rate counts this run's faces only
+        elapsed = max(self._clock() - self._start, 1e-9)
+        rate = (done - self._first) / elapsed
+        width = 30
+        filled = width if total == 0 else min(width, int(width * done / total))
+        left = (total - done) / rate if rate > 0 else 0.0
+        self.stream.write(
+            f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} faces "
+            f"{rate:,.0f}/s, {int(left) // 60}:{int(left) % 60:02d} left"
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+def _vectors(args: argparse.Namespace) -> int:
+    from rekface.adapters.bootstrap import build_search, build_store
+    from rekface.errors import RekognitionError
+    from rekface.search.indexed import IndexedSearch
+    from rekface.search.move import move_collection
+
+    settings = _settings(args)
+    store = build_store(settings)
+    try:
+        backend = build_search(settings, store)
+    except (RuntimeError, ImportError) as exc:
+        print(f"rekface: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(backend, IndexedSearch):
+        print(
+            "rekface: choose a backend with vector indexes: --search s3vectors or pgvector",
+            file=sys.stderr,
+        )
+        return 2
+    if args.vectors_command == "gc":
+        found = backend._incarnations()  # listed before the live collections: see orphan_indexes
+        live = set()
+        token = None
+        while True:
+            page = store.list_collections(next_token=token)
+            for listing in page.items:
+                try:
+                    live.add(store.get_collection(listing.collection_id).incarnation)
+                except RekognitionError:
+                    continue  # deleted meanwhile
+            token = page.next_token
+            if token is None:
+                break
+        orphans = [inc for inc in found if inc not in live]
+        for incarnation in orphans:
+            backend.drop_index(incarnation)
+        print(f"rekface: dropped {len(orphans)} index(es) of deleted collections")
+        return 0
+    checkpoints = args.checkpoint_dir or settings.data_dir / "moves"
+    for collection_id in args.collections:
+        bar = ProgressBar(collection_id)
+        try:
+            move_collection(
+                store,
+                backend,
+                collection_id,
+                checkpoints / f"{collection_id}.json",
+                batch=min(max(args.batch, 1), 500),
+                progress=bar,
+            )
+        except RekognitionError as exc:
+            bar.close()
+            print(f"rekface: {collection_id}: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            bar.close()
+            print("rekface: interrupted; run the same command again to resume", file=sys.stderr)
+            return 130
+        bar.close()
+    return 0
 
 
 def _purge(args: argparse.Namespace) -> int:
@@ -60,12 +202,13 @@ def _serve(args: argparse.Namespace) -> int:
     from rekface.adapters.dispatch import Dispatcher
     from rekface.adapters.server import make_server
     from rekface.engine.models import ModelLoadError
-    from rekface.settings import Settings
 
-    settings = Settings.from_env()
-    if args.data_dir is not None:
-        settings = replace(settings, data_dir=args.data_dir)
-    ctx = build_context(settings)
+    settings = _settings(args)
+    try:
+        ctx = build_context(settings)
+    except RuntimeError as exc:  # a backend without its settings (--pg-dsn, --vector-bucket)
+        print(f"rekface: {exc}", file=sys.stderr)
+        return 2
     try:
         ctx.engine.warm_up()  # fail now, with the model's name, rather than on the first request
     except ModelLoadError as exc:

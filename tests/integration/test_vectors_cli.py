@@ -1,0 +1,87 @@
+"""`rekface vectors move` and `rekface vectors gc` against a live PostgreSQL: a collection indexed
+while rekface searched in memory is moved into pgvector (progress bar on stderr), interrupted
+and resumed, then searched; the index of a collection deleted behind the backend's back is
+dropped by gc. And `rekface serve --search pgvector` without a DSN says what is missing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rekface.cli import main
+from rekface.search.pgvector import PgVectorSearch
+from rekface.settings import Settings
+from rekface.stores import keys
+from rekface.stores.records import FaceRecord
+from rekface.stores.sqlite import SqliteStore
+
+SECRET = "rekface-local"  # the default REKFACE_TOKEN_SECRET, as the command reads it
+
+
+def populate(data_dir, name: str, n: int, rng) -> list[FaceRecord]:
+    store = SqliteStore.in_dir(data_dir, SECRET)
+    collection = store.create_collection(name)
+    faces = []
+    for start in range(0, n, 10):
+        image = keys.image_id(collection.incarnation, f"{name}-{start}".encode().ljust(20), None)
+        v = rng.standard_normal((10, 128)).astype(np.float32)
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        batch = [
+            FaceRecord(keys.face_id(image, i), image, None, (0.1, 0.1, 0.1, 0.1), 99.0, None, v[i])
+            for i in range(10)
+        ]
+        store.add_faces(collection, batch)
+        faces += batch
+    return faces
+
+
+def test_move_interrupt_resume_and_gc(live_postgres, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("REKFACE_TOKEN_SECRET", SECRET)
+    rng = np.random.default_rng(0)
+    faces = populate(tmp_path, "moved", 60, rng)
+    dsn = live_postgres.new_database()
+    args = ["--data-dir", str(tmp_path), "--search", "pgvector", "--pg-dsn", dsn]
+
+    real_put = PgVectorSearch.put_faces
+    calls: list[int] = []
+
+    def interrupted(self, collection, batch):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(len(batch))
+        real_put(self, collection, batch)
+
+    monkeypatch.setattr(PgVectorSearch, "put_faces", interrupted)
+    assert main(["vectors", "move", "moved", "--batch", "20", *args]) == 130
+    err = capsys.readouterr().err
+    assert "40/60 faces" in err and "run the same command again to resume" in err
+
+    monkeypatch.setattr(PgVectorSearch, "put_faces", real_put)
+    assert main(["vectors", "move", "moved", "--batch", "20", *args]) == 0
+    err = capsys.readouterr().err
+    assert "moved [##############################] 60/60 faces" in err
+
+    store = SqliteStore.in_dir(tmp_path, SECRET)
+    collection = store.get_collection("moved")
+    backend = PgVectorSearch(store, dsn, exact_below=0)
+    got = backend.search(collection, faces[33].embedding, 60, -1.0)
+    assert len(got) == 60 and got[0].face.face_id == faces[33].face_id
+
+    # A collection deleted while its index was not told (another deployment, a crash): gc.
+    store.delete_collection("moved")
+    assert collection.incarnation in backend._incarnations()
+    assert main(["vectors", "gc", *args]) == 0
+    assert "dropped 1 index(es)" in capsys.readouterr().out
+    assert collection.incarnation not in backend._incarnations()
+    backend.pool.close()
+
+
+def test_commands_refuse_a_backend_without_settings(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("REKFACE_PG_DSN", raising=False)
+    monkeypatch.delenv("REKFACE_SEARCH", raising=False)
+    assert main(["serve", "--data-dir", str(tmp_path), "--search", "pgvector"]) == 2
+    assert "REKFACE_PG_DSN" in capsys.readouterr().err
+    assert main(["vectors", "move", "x", "--data-dir", str(tmp_path)]) == 2
+    assert "--search s3vectors or pgvector" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="REKFACE_SEARCH"):
+        Settings.from_env({"REKFACE_SEARCH": "faiss"})
