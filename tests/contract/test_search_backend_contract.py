@@ -377,7 +377,7 @@ def test_users_follow_associations(store, search):
 
 
 @_only_indexed()
-def test_a_stale_user_centroid_is_repaired_by_the_search(store, indexed):
+def test_a_stale_user_centroid_is_scored_from_the_store(store, indexed):
     rng = np.random.default_rng(21)
     collection, faces = gallery(store, indexed, rng, images=3)
     associate(store, indexed, collection, "ann", [faces[0].face_id])
@@ -388,7 +388,9 @@ def test_a_stale_user_centroid_is_repaired_by_the_search(store, indexed):
     want = users_brute_force(store, collection, probe, 1, -1.0)
     assert same_users(user_answer(indexed, store, collection, probe, 1, -1.0), want)
     stored = indexed._user_vectors(store.get_collection("c"), ["ann"])
-    assert stored["ann"][1] == 2  # repaired: the entry now stands for both faces
+    assert stored["ann"][1] == 1  # a search only reads: the entry waits for ann's next write
+    associate(store, indexed, collection, "ann", [faces[2].face_id])
+    assert indexed._user_vectors(store.get_collection("c"), ["ann"])["ann"][1] == 3
 
 
 @_only_indexed()

@@ -37,10 +37,11 @@ store decides every user write, so the engine follows it (``users_changed``): th
 vectors are re-tagged with their UserId (the tag says which user a face leaves when it is
 disassociated) and every user that gained or lost faces gets its centroid recomputed from the
 store. A search verifies each candidate user against the store (the user exists and has the
-stamped number of faces; otherwise its centroid is recomputed on the spot) and scores it with
-the exact cosine to the centroid, as the in-memory backend does. A crash between a user write
-and its notice leaves a stale centroid until that user's next write or a rebuild (``rekface
-vectors move``): stale users found as candidates are repaired, one not found is missed.
+stamped number of faces; otherwise its centroid is computed from the store's faces on the spot)
+and scores it with the exact cosine to the centroid, as the in-memory backend does. Searches
+only read (their functions may not write). A crash between a user write and its notice leaves a
+stale entry until that user's next write or a rebuild (``rekface vectors move``): a stale user
+found as a candidate is scored right, one not found is missed.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -206,17 +208,23 @@ class IndexedSearch(SearchBackend):
         for user_id in sorted(affected):
             self._refresh_user(collection, user_id)
 
-    def _refresh_user(self, collection: CollectionRecord, user_id: str) -> np.ndarray | None:
-        """Recompute a user's centroid from the store; None (and no entry) if it has no face."""
+    def _store_centroid(self, collection: CollectionRecord, user_id: str) -> tuple[Any, int]:
+        """A user's centroid computed from the store's faces (as the in-memory backend computes
+        it) and its face count; (None, 0) for a user without faces."""
         ids = [f.face_id for f in self.store.list_faces(collection, user_id=user_id).items]
         faces = self.store.get_faces(collection, ids, embeddings=True)
         members = [f for f in faces.values() if f.user_id == user_id]
         if not members:
+            return None, 0
+        return UserVectors.from_table(FaceTable.from_records(members)).vectors[0], len(members)
+
+    def _refresh_user(self, collection: CollectionRecord, user_id: str) -> None:
+        """Rewrite a user's entry from the store (none for a user without faces)."""
+        vector, count = self._store_centroid(collection, user_id)
+        if vector is None:
             self._delete_users(collection, [user_id])
-            return None
-        vector = UserVectors.from_table(FaceTable.from_records(members)).vectors[0]
-        self._put_users(collection, [(user_id, vector, len(members))])
-        return vector
+        else:
+            self._put_users(collection, [(user_id, vector, count)])
 
     def rebuild_users(self, collection: CollectionRecord) -> int:
         """Every user's centroid from the store (the bulk move's last step); how many."""
@@ -251,7 +259,10 @@ class IndexedSearch(SearchBackend):
                     continue  # deleted, or emptied, since its entry was written
                 vector, count = stored.get(user_id, (None, -1))
                 if vector is None or count != user.face_count:
-                    vector = self._refresh_user(collection, user_id)  # stale: repair it
+                    # Stale (a user write whose notice was lost): score it from the store. A
+                    # search only reads; the entry is rewritten by the user's next write or a
+                    # rebuild (`rekface vectors move`).
+                    vector, _ = self._store_centroid(collection, user_id)
                     if vector is None:
                         continue
                 cosine = float((np.asarray(vector, np.float32) * query).sum(dtype=np.float32))
