@@ -10,15 +10,16 @@ own races.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import numpy as np
 import pytest
 from moto import mock_aws
 
 from rekface.search.memory import InMemoryExactSearch
+from rekface.search.users import centroid
 from rekface.stores.base import Store
 from rekface.stores.dynamodb import DynamoDBStore, create_table
 from rekface.stores.records import CollectionRecord
@@ -26,6 +27,11 @@ from rekface.stores.sqlite import SqliteStore
 
 SECRET = "contract-secret"
 TABLE = "rekface-contract"
+
+
+def any_score(members: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """A user score for tests that do not look at it: 100 x the cosine to the centroid."""
+    return 100.0 * np.clip(np.asarray(candidates) @ centroid(members), 0.0, 1.0)
 
 
 class SerializedClient:
@@ -63,8 +69,11 @@ class Backend:
         raise NotImplementedError
 
     def associate(self, collection: CollectionRecord, face_id: str, user_id: str) -> None:
-        """Put a face in a user as the user operations (issue 11) will: arranged directly."""
-        raise NotImplementedError
+        """Put a face in a user (created if needed) through the store's user writes, with no
+        match check (UserMatchThreshold 0)."""
+        if self.store.get_user(collection, user_id) is None:
+            self.store.create_user(collection, user_id)
+        self.store.associate_faces(collection, user_id, [face_id], 0.0, any_score)
 
     def new_store(self, **kwargs: Any) -> Store:
         """Another store object on the same data (a second process)."""
@@ -93,27 +102,6 @@ class SqliteBackend(Backend):
             for t in ("faces", "users", "requests", "tags")
         )
 
-    def associate(self, collection: CollectionRecord, face_id: str, user_id: str) -> None:
-        with self.store._write() as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO users VALUES (?, ?, 'ACTIVE', 0, 0)",
-                (collection.incarnation, user_id),
-            )
-            conn.execute(
-                "UPDATE faces SET user_id = ? WHERE incarnation = ? AND face_id = ?",
-                (user_id, collection.incarnation, uuid.UUID(face_id).bytes),
-            )
-            conn.execute(
-                "UPDATE users SET face_count = face_count + 1 WHERE incarnation = ? "
-                "AND user_id = ?",
-                (collection.incarnation, user_id),
-            )
-            conn.execute(
-                "UPDATE collections SET user_count = (SELECT COUNT(*) FROM users "
-                "WHERE incarnation = ?), version = version + 1 WHERE incarnation = ?",
-                (collection.incarnation, collection.incarnation),
-            )
-
 
 class DynamoBackend(Backend):
     kind = "dynamodb"
@@ -141,33 +129,6 @@ class DynamoBackend(Backend):
 
     def raw_items(self, incarnation: str) -> int:
         return sum(1 for it in self._scan() if incarnation in it["PK"]["S"])
-
-    def associate(self, collection: CollectionRecord, face_id: str, user_id: str) -> None:
-        inc = collection.incarnation
-        self.client.update_item(
-            TableName=TABLE,
-            Key={"PK": {"S": f"F#{inc}#{face_id[0]}"}, "SK": {"S": face_id}},
-            UpdateExpression="SET UserId = :u",
-            ExpressionAttributeValues={":u": {"S": user_id}},
-        )
-        self.client.update_item(
-            TableName=TABLE,
-            Key={"PK": {"S": f"U#{inc}"}, "SK": {"S": user_id}},
-            UpdateExpression="SET #s = :s ADD FaceIds :f, FaceCount :one",
-            ExpressionAttributeNames={"#s": "Status"},
-            ExpressionAttributeValues={
-                ":s": {"S": "ACTIVE"},
-                ":f": {"SS": [face_id]},
-                ":one": {"N": "1"},
-            },
-        )
-        users = sum(1 for it in self._scan() if it["PK"]["S"] == f"U#{inc}")
-        self.client.update_item(
-            TableName=TABLE,
-            Key={"PK": {"S": f"C#{collection.collection_id}"}, "SK": {"S": "C"}},
-            UpdateExpression="SET UserCount = :n ADD Version :one",
-            ExpressionAttributeValues={":n": {"N": str(users)}, ":one": {"N": "1"}},
-        )
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])

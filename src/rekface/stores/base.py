@@ -93,6 +93,7 @@ class Store(ABC):
     max_faces_per_collection = MAX_FACES_PER_COLLECTION
     max_tags = MAX_TAGS_PER_RESOURCE
     max_users_per_collection = users.MAX_USERS_PER_COLLECTION
+    max_faces_per_user = users.MAX_FACES_PER_USER
     request_token_ttl = REQUEST_TOKEN_TTL
 
     def __init__(self, token_secret: str) -> None:
@@ -367,7 +368,9 @@ class Store(ABC):
             user_id,
             face_ids,
             token,
-            lambda s: users.plan_associate(s, user_id, face_ids, threshold, score),
+            lambda s: users.plan_associate(
+                s, user_id, face_ids, threshold, score, self.max_faces_per_user
+            ),
             embeddings=True,
         )
 
