@@ -11,6 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 ARCHITECTURES = ("x86_64", "arm64")
 AUTH_MODES = ("iam", "api_key")
+SEARCH_MODES = ("memory", "s3vectors")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,10 @@ class StackConfig:
     latency_alarm_ms: int = 5000  # API p99 latency alarm threshold
     alarm_email: str = ""  # subscribe this address to the alarm topic
     image_buckets: tuple[str, ...] = field(default_factory=tuple)  # more buckets for S3Object
+    # Face search: "memory" (exact, in each function; collections up to ~1-2 M faces) or
+    # "s3vectors" (a vector bucket, one index per collection: up to Rekognition's 20 M faces).
+    search: str = "memory"
+    vector_bucket_name: str = ""  # s3vectors: default rekface-<stack UUID>
 
     @property
     def layers_path(self) -> Path:
@@ -69,6 +74,11 @@ class StackConfig:
             value = getattr(self, name)
             if not 128 <= value <= 10240:
                 raise ValueError(f"{name} must be 128..10240 (Lambda's range), got {value}")
+        if self.search not in SEARCH_MODES:
+            raise ValueError(
+                f"search must be one of {SEARCH_MODES}, got {self.search!r} (pgvector: run "
+                "rekface with REKFACE_SEARCH=pgvector next to your database; README)"
+            )
         if self.reserved_concurrency < 0:
             raise ValueError("reserved_concurrency must be >= 0")
         if not 1 <= self.image_timeout_s <= 29 or not 1 <= self.data_timeout_s <= 29:

@@ -19,6 +19,7 @@ from rekface.spec.operations import OPERATIONS, Access, OperationInfo
 from rekface_infra.config import REPO, StackConfig
 from rekface_infra.layers import Layers, architecture, runtime
 from rekface_infra.nag import acknowledge
+from rekface_infra.vectors import VectorSearch
 
 # The DynamoDB calls of rekface.stores.dynamodb, by what an operation may do. Transactions are
 # authorised action by action (TransactWriteItems needs Put/Update/Delete/ConditionCheckItem).
@@ -51,6 +52,7 @@ class Shared:
     layers: Layers
     table: dynamodb.ITableV2
     bucket: s3.IBucket
+    vectors: VectorSearch | None = None  # search=s3vectors: the vector bucket and its grants
 
 
 def base_environment() -> dict[str, str]:
@@ -69,6 +71,9 @@ def store_environment(shared: Shared) -> dict[str, str]:
         # Pagination tokens are HMAC-signed; the stack's own UUID is a per-deployment key that
         # needs no secret store (a token proves integrity, it grants nothing).
         "REKFACE_TOKEN_SECRET": Fn.select(2, Fn.split("/", Aws.STACK_ID)),
+        # Every function with the store uses the same search backend (search notices follow
+        # store writes; rekface.search.indexed).
+        **(shared.vectors.environment() if shared.vectors is not None else {}),
     }
 
 
@@ -213,6 +218,8 @@ class Functions(Construct):
                 description=f"rekface {op.name} (POST {op.route}; {op.access.value} access)",
             )
             grant_operation(role, op, shared)
+            if shared.vectors is not None:
+                shared.vectors.grant(role, [op.name])
             self.by_operation[op.name] = fn
             self.roles[op.name] = role
 

@@ -83,6 +83,8 @@ class Ingest(Construct):
                 actions=list(IDEMPOTENCY_ACTIONS), resources=[idempotency_table.table_arn]
             )
         )
+        if shared.vectors is not None:
+            shared.vectors.grant(self.role, list(FLOW_OPERATIONS))
         self.role.add_to_policy(
             iam.PolicyStatement(
                 actions=["s3:GetObject"],

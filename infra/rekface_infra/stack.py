@@ -15,6 +15,7 @@ from rekface_infra.layers import Layers
 from rekface_infra.monitoring import Monitoring
 from rekface_infra.nag import acknowledge
 from rekface_infra.storage import Storage
+from rekface_infra.vectors import VectorSearch
 
 
 class RekfaceStack(Stack):
@@ -23,7 +24,10 @@ class RekfaceStack(Stack):
         self.config = config
         self.storage = Storage(self, "Storage", config=config)
         self.layers = Layers(self, "Layers", config=config)
-        shared = Shared(config, self.layers, self.storage.table, self.storage.bucket)
+        self.vectors = (
+            VectorSearch(self, "Vectors", config=config) if config.search == "s3vectors" else None
+        )
+        shared = Shared(config, self.layers, self.storage.table, self.storage.bucket, self.vectors)
         self.functions = Functions(self, "Functions", shared=shared)
         self.api = Api(
             self,
@@ -55,6 +59,8 @@ class RekfaceStack(Stack):
         CfnOutput(self, "TableName", value=self.storage.table.table_name)
         CfnOutput(self, "DeadLetterQueueUrl", value=self.ingest.dead_letters.queue_url)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+        if self.vectors is not None:
+            CfnOutput(self, "VectorBucketName", value=self.vectors.name)
         if config.auth == "api_key":
             CfnOutput(
                 self,

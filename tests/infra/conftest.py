@@ -43,6 +43,7 @@ API_KEY_CONTEXT = {
     "reserved_concurrency": 5,
     "image_buckets": "my-photos,more-photos",
     "deletion_protection": "false",
+    "search": "s3vectors",  # issue 13: the vector bucket and its grants
 }
 
 
