@@ -68,8 +68,11 @@ TRIM: tuple[tuple[str, str], ...] = (
 
 # botocore ships ~400 service models; rekface's Lambdas create clients for these only (the store:
 # dynamodb; images and S3 results: s3; the POST / router: lambda; the X-Ray SDK's sampling rules:
-# xray; Rekognition's model drives validation). The layer smoke test catches a missing one.
-BOTOCORE_SERVICES = frozenset({"rekognition", "dynamodb", "s3", "lambda", "sts", "xray"})
+# xray; Rekognition's model drives validation; the S3 Vectors search backend: s3vectors). The
+# layer smoke test catches a missing one.
+BOTOCORE_SERVICES = frozenset(
+    {"rekognition", "dynamodb", "s3", "lambda", "sts", "xray", "s3vectors"}
+)
 BOTO3_RESOURCES = frozenset({"dynamodb", "s3"})
 
 
