@@ -101,3 +101,34 @@ def test_serve_reports_a_missing_model(tmp_path):
     )
     assert out.returncode == 1
     assert "retinaface_mnet025.onnx" in out.stderr and "not found" in out.stderr
+
+
+def test_aws_cli_users(served, faces_dir):
+    """The flow of the AWS documentation's search-users-by-image page, with the AWS CLI."""
+    person = f"{faces_dir}/identities/Barack_Obama"
+
+    def ok(*args: str) -> dict:
+        out = aws(served, *args)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout) if out.stdout.strip() else {}
+
+    ok("create-collection", "--collection-id", "cli-users")
+    face = ok(
+        "index-faces",
+        "--collection-id",
+        "cli-users",
+        "--image-bytes",
+        f"fileb://{person}/1.jpg",
+    )["FaceRecords"][0]["Face"]["FaceId"]
+    ok("create-user", "--collection-id", "cli-users", "--user-id", "obama")
+    ok("associate-faces", "--collection-id", "cli-users", "--user-id", "obama", "--face-ids", face)
+    found = ok(
+        "search-users-by-image",
+        "--collection-id",
+        "cli-users",
+        "--image-bytes",
+        f"fileb://{person}/2.jpg",
+    )
+    assert found["UserMatches"][0]["User"] == {"UserId": "obama", "UserStatus": "ACTIVE"}
+    out = aws(served, "create-user", "--collection-id", "cli-users", "--user-id", "obama")
+    assert out.returncode != 0 and "ConflictException" in out.stderr
