@@ -15,6 +15,7 @@ from botocore.config import Config
 from moto import mock_aws
 from test_collections_boto3 import test_client_mistakes_are_400s as client_mistakes_flow
 from test_collections_boto3 import test_full_collection_flow as collection_flow
+from test_users_boto3 import test_users_flow as users_flow
 
 from rekface.adapters.bootstrap import build_context, build_search
 from rekface.adapters.dispatch import Dispatcher
@@ -64,3 +65,8 @@ def test_collection_flow(backend_client):
 def test_client_mistakes(backend_client):
     _, client, _ = backend_client
     client_mistakes_flow(client)
+
+
+def test_users_flow(backend_client):
+    _, client, _ = backend_client
+    users_flow(client)
