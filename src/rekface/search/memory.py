@@ -14,8 +14,8 @@ beyond ``max_bytes``.
 
 Users: an entry also keeps its users' centroids (``search.users.UserVectors``), built from the
 table on the first user search of a version. Faces added or deleted leave them valid (a new face
-is in no user, and a user's face cannot be deleted); a UserId change (``users_changed``) drops
-them, to be built again from the updated column.
+is in no user, and a user's face cannot be deleted); a UserId change (``users_changed``)
+recomputes the centroid of the user it touches.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 
 from rekface.search.base import CosineMatch, SearchBackend
 from rekface.search.exact import MIN_ROWS, PrunedIndex, top_k
-from rekface.search.users import UserVectors
+from rekface.search.users import UserVectors, centroid
 from rekface.stores.base import Store
 from rekface.stores.records import (
     ID_DTYPE,
@@ -125,14 +125,25 @@ class _Entry:
             self.n = len(keep)
 
     def assign_users(self, user_ids: dict[str, str | None]) -> None:
-        """Set the UserId of some faces, in a new column (readers keep the old one)."""
+        """Set the UserId of some faces, in a new column (readers keep the old one), and the
+        centroids of the users they leave or join."""
         live = self.buffer.face_ids[: self.n]
         rows = np.flatnonzero(np.isin(live, np.array([id_bytes(f) for f in user_ids], ID_DTYPE)))
         column = self.buffer.user_ids.copy()
+        touched: set[str] = set()
         for row, face_id in zip(rows.tolist(), ids_text(live[rows]), strict=True):
+            touched.update(u for u in (column[row], user_ids[face_id]) if u is not None)
             column[row] = user_ids[face_id]
         self.buffer = replace(self.buffer, user_ids=column)
-        self.users = None
+        if self.users is not None:
+            # A write changes one user: rescan the column for it rather than rebuild them all.
+            updates: dict[str, tuple[np.ndarray, int] | None] = {}
+            for user_id in touched:
+                mine = np.flatnonzero(column[: self.n] == user_id)
+                updates[user_id] = (
+                    (centroid(self.buffer.embeddings[mine]), len(mine)) if len(mine) else None
+                )
+            self.users = self.users.replaced(updates)
 
 
 def _copy_into(dst: FaceTable, at: int, src: FaceTable) -> None:

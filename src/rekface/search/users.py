@@ -53,10 +53,38 @@ class UserVectors:
             return cls.empty(table.embeddings.shape[1])
         owners = table.user_ids[rows].astype(str)
         ids, inverse, counts = np.unique(owners, return_inverse=True, return_counts=True)
-        sums = np.zeros((len(ids), table.embeddings.shape[1]), np.float64)
-        np.add.at(sums, inverse, table.embeddings[rows])
-        vectors = (sums / np.linalg.norm(sums, axis=1, keepdims=True)).astype(np.float32)
-        return cls(ids, vectors, counts)
+        # Per-user sums, vectorised: rows ordered by (their user's face count, user), so that
+        # the users with c faces are one [n, c, D] block, summed along its middle axis. (Far
+        # faster than np.add.at or a 2-D reduceat.)
+        n_users = len(ids)
+        order = np.argsort(counts[inverse] * n_users + inverse, kind="stable")
+        faces = table.embeddings[rows[order]]
+        users_by_count = np.argsort(counts * n_users + np.arange(n_users), kind="stable")
+        sums = np.empty((n_users, faces.shape[1]), np.float32)
+        row = user = 0
+        for c, n in zip(*np.unique(counts, return_counts=True), strict=True):
+            block = faces[row : row + n * c].reshape(n, c, -1).sum(axis=1)
+            sums[users_by_count[user : user + n]] = block
+            row, user = row + n * c, user + n
+        vectors = sums / np.linalg.norm(sums, axis=1, keepdims=True)
+        return cls(ids, vectors.astype(np.float32), counts)
+
+    def replaced(self, updates: dict[str, tuple[np.ndarray, int] | None]) -> UserVectors:
+        """A copy with some users' (centroid, face count) set, or removed (None)."""
+        keep = ~np.isin(self.user_ids, list(updates))
+        new = {u: v for u, v in updates.items() if v is not None}
+        ids = np.concatenate((self.user_ids[keep], np.array(list(new), str)))
+        vectors = np.concatenate(
+            (
+                self.vectors[keep],
+                np.array([v for v, _ in new.values()], np.float32).reshape(
+                    len(new), self.vectors.shape[1]
+                ),
+            )
+        )
+        counts = np.concatenate((self.face_counts[keep], [n for _, n in new.values()]))
+        order = np.argsort(ids, kind="stable")
+        return UserVectors(ids[order], vectors[order], counts[order].astype(int))
 
     @classmethod
     def empty(cls, dims: int = 128) -> UserVectors:
