@@ -231,34 +231,40 @@ def bench_size(n: int, args, real, real_people, model, pg) -> None:
     index = PrunedIndex.fit(vectors, capacity=len(vectors))
     fit_s = time.perf_counter() - t0
     face_ids = np.arange(n, dtype=np.int64).astype("S16")  # tie-breaker as the backend has
-    exact_ms, pg_ms = [], []
-    found = {"real": [0, 0], "synthetic": [0, 0]}
-    at10 = [0, 0]
+    exact_ms, truths, nearest10 = [], [], []
     for query, person, row in probes:
         t0 = time.perf_counter()
         rows, _ = index.top_k(n, vectors, query, MAX_FACES, min_cos, face_ids, row)
         exact_ms.append((time.perf_counter() - t0) * 1e3)
-        t0 = time.perf_counter()
-        got = backend._query(collection, query, k, min_cos)
-        pg_ms.append((time.perf_counter() - t0) * 1e3)
-        got_rows = {uuid.UUID(f).int - 1 for f in got.face_ids} - {row}
-        truth = [r for r in rows.tolist()[:MAX_FACES] if people[r] == person]
-        kind = "real" if row is not None else "synthetic"
-        found[kind][0] += sum(r in got_rows for r in truth)
-        found[kind][1] += len(truth)
+        truths.append([r for r in rows.tolist() if people[r] == person])
         top10, _ = top_k(vectors, query, 10, -1.0, face_ids, row)
-        got10 = backend._query(collection, query, 10 + (row is not None), -1.0)
-        at10[0] += len(set(top10.tolist()) & ({uuid.UUID(f).int - 1 for f in got10.face_ids}))
-        at10[1] += 10
-    for kind, (hit, total) in found.items():
-        print(
-            f"recall of true same-person matches ({kind} probes): {hit}/{total} = "
-            f"{100 * hit / max(total, 1):.2f} %"
-        )
-    print(f"recall@10 (exact 10 nearest, any person): {100 * at10[0] / at10[1]:.2f} %")
-    print(f"pgvector query (k={k}, warm):   {stats(pg_ms)}")
+        nearest10.append(set(top10.tolist()))
     print(f"exact in-memory (PrunedIndex): {stats(exact_ms)}  (index fit {fit_s:.1f} s)")
     print(f"in-memory matrix: {vectors.nbytes / 2**20:,.0f} MiB (+ ~0.3 KB/face of records)")
+    for ef in args.ef_search:
+        backend.ef_search = ef
+        pg_ms: list[float] = []
+        found = {"real": [0, 0], "synthetic": [0, 0]}
+        at10 = [0, 0]
+        for (query, _, row), truth, near in zip(probes, truths, nearest10, strict=True):
+            t0 = time.perf_counter()
+            got = backend._query(collection, query, k, min_cos)
+            pg_ms.append((time.perf_counter() - t0) * 1e3)
+            got_rows = {uuid.UUID(f).int - 1 for f in got.face_ids} - {row}
+            kind = "real" if row is not None else "synthetic"
+            found[kind][0] += sum(r in got_rows for r in truth)
+            found[kind][1] += len(truth)
+            got10 = backend._query(collection, query, 10 + (row is not None), -1.0)
+            at10[0] += len(near & ({uuid.UUID(f).int - 1 for f in got10.face_ids} - {row}))
+            at10[1] += 10
+        recall = {kind: 100 * hit / max(total, 1) for kind, (hit, total) in found.items()}
+        print(
+            f"ef_search {ef:4d}: same-person recall real {recall['real']:.2f} % "
+            f"({found['real'][0]}/{found['real'][1]}), synthetic {recall['synthetic']:.2f} % "
+            f"({found['synthetic'][0]}/{found['synthetic'][1]}); recall@10 "
+            f"{100 * at10[0] / at10[1]:.2f} %; query k={k}: {stats(pg_ms)}",
+            flush=True,
+        )
     with backend.pool.connection() as conn:
         conn.execute(f"DROP TABLE {pg_schema.partition_name(incarnation)}")
     backend.pool.close()
@@ -268,6 +274,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000])
     parser.add_argument("--probes", type=int, default=500)
+    parser.add_argument(
+        "--ef-search", type=int, nargs="+", default=[100, 200, 400, 1000], help="hnsw.ef_search"
+    )
     parser.add_argument("--warmup", type=int, default=3000, help="searches before measuring")
     parser.add_argument("--pgdata", type=Path, default=None)
     parser.add_argument("--shared-buffers-mb", type=int, default=8192)
