@@ -105,7 +105,7 @@ def plan_create(snap: UserSnapshot, user_id: str, max_users: int) -> UserPlan:
 def plan_delete(snap: UserSnapshot, user_id: str) -> UserPlan:
     if snap.user is None:
         raise _user_missing(user_id, snap.collection)
-    members = list(snap.members)
+    members = _members(snap)
     return UserPlan(UserWrite(None, members, []), assign=dict.fromkeys(members), user_after=None)
 
 
@@ -135,8 +135,8 @@ def plan_associate(
         else:
             candidates.append(face_id)
     accepted = candidates
-    if candidates and snap.members:
-        members = np.stack([_embedding(snap.faces[m]) for m in snap.members])
+    if candidates and _members(snap):
+        members = np.stack([_embedding(snap.faces[m]) for m in _members(snap)])
         similarity = score(members, np.stack([_embedding(snap.faces[c]) for c in candidates]))
         accepted = []
         for face_id, s in zip(candidates, similarity.tolist(), strict=True):
@@ -184,6 +184,12 @@ def plan_disassociate(snap: UserSnapshot, user_id: str, face_ids: list[str]) -> 
         assign=dict.fromkeys(leaving),
         user_after=after,
     )
+
+
+def _members(snap: UserSnapshot) -> list[str]:
+    """The user's faces that the snapshot read (all of them, unless a backend's user record
+    lists a face that no longer exists: then that face is no longer the user's)."""
+    return [m for m in snap.members if m in snap.faces]
 
 
 def _embedding(face: FaceRecord) -> np.ndarray:
