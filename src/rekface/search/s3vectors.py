@@ -61,7 +61,7 @@ class S3VectorsSearch(IndexedSearch):
         self.bucket = bucket
         self.prefix = prefix
         self._known: set[str] = set()  # indexes this process saw exist
-        self.bulk_rate = WriteRate(WRITE_RATE)
+        self.bulk_rate = WriteRate(WRITE_RATE * 0.95)  # a margin under the index's rate
 
     def index_name(self, incarnation: str) -> str:
         return f"{self.prefix}{incarnation}"
