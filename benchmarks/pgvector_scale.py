@@ -144,7 +144,9 @@ def start_postgres(pgdata: Path, shared_buffers_mb: int):
     return server
 
 
-def load_and_build(conn, incarnation: str, vectors: np.ndarray) -> dict[str, float]:
+def load_and_build(
+    conn, incarnation: str, vectors: np.ndarray, m: int, ef_construction: int
+) -> dict[str, float]:
     """COPY into a new partition table, build the HNSW graph, attach it (rekface's schema)."""
     table = pg_schema.partition_name(incarnation)
     inc = uuid.UUID(incarnation)
@@ -167,8 +169,7 @@ def load_and_build(conn, incarnation: str, vectors: np.ndarray) -> dict[str, flo
     t0 = time.perf_counter()
     conn.execute(
         f"CREATE INDEX {table}_embedding_idx ON {table} USING hnsw "
-        f"(embedding vector_cosine_ops) WITH (m = {pg_schema.HNSW_M}, "
-        f"ef_construction = {pg_schema.HNSW_EF_CONSTRUCTION})"
+        f"(embedding vector_cosine_ops) WITH (m = {m}, ef_construction = {ef_construction})"
     )
     build_s = time.perf_counter() - t0
     conn.execute(f"ALTER TABLE rekface_vectors ATTACH PARTITION {table} FOR VALUES IN ('{inc}')")
@@ -195,14 +196,14 @@ def stats(ms: list[float]) -> str:
 
 
 def bench_size(n: int, args, real, real_people, model, pg) -> None:
-    print(f"\n=== {n:,} faces ===", flush=True)
+    print(f"\n=== {n:,} faces (m {args.m}, ef_construction {args.ef_construction}) ===", flush=True)
     t0 = time.perf_counter()
     vectors, people, centres = collection_of(n, real, real_people, model, seed=n)
     print(f"generated in {time.perf_counter() - t0:.1f} s", flush=True)
     incarnation = str(uuid.uuid4())
     backend = PgVectorSearch(None, pg.get_uri())  # type: ignore[arg-type]  # engine part only
     with backend.pool.connection() as conn:
-        built = load_and_build(conn, incarnation, vectors)
+        built = load_and_build(conn, incarnation, vectors, args.m, args.ef_construction)
         print(
             f"COPY {built['copy_s']:.0f} s, HNSW build {built['build_s']:.0f} s "
             f"({n / built['build_s']:,.0f} faces/s); disk: table {built['table_b'] / 2**20:,.0f}"
@@ -274,6 +275,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000])
     parser.add_argument("--probes", type=int, default=500)
+    parser.add_argument("--m", type=int, default=pg_schema.HNSW_M)
+    parser.add_argument("--ef-construction", type=int, default=pg_schema.HNSW_EF_CONSTRUCTION)
     parser.add_argument(
         "--ef-search", type=int, nargs="+", default=[100, 200, 400, 1000], help="hnsw.ef_search"
     )

@@ -12,7 +12,7 @@ collection next to a 20-million-face one would be scanned for tuples that never 
 Queries:
 - A collection below ``exact_below`` faces (the record's FaceCount) is searched exactly (a
   sequential scan of its partition: faster than the graph at that size, and exact).
-- Above, the HNSW graph with ``hnsw.ef_search`` = max(``ef_search``, k) and
+- Above, the HNSW graph with ``hnsw.ef_search`` = max(``ef_search``, k) (200 by default) and
   ``hnsw.iterative_scan = relaxed_order`` (so that a filter, e.g. faces of users, still yields k
   rows), nearest first; the threshold is applied outside the scan (a materialized CTE), as
   pgvector recommends for distance filters, so the graph walk stops at k.
@@ -35,7 +35,7 @@ from rekface.search.indexed import Candidates, IndexedSearch, Vector
 from rekface.stores.base import Store
 from rekface.stores.records import CollectionRecord
 
-DEFAULT_EF_SEARCH = 100
+DEFAULT_EF_SEARCH = 200  # measured: p50 ~9 ms at 1 M faces (README)
 DEFAULT_EXACT_BELOW = 20_000
 MAX_TOP_K = 10_000
 _POOL_SIZE = 8
