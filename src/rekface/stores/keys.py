@@ -169,6 +169,10 @@ class TokenCodec:
             raw = base64.b85decode(token.encode("ascii"))
         except (ValueError, UnicodeEncodeError, binascii.Error):
             raw = b""
+        # Base 85 pads the last group, so several spellings can decode to the same bytes: accept
+        # only the canonical one, so that any edit of the token is refused.
+        if base64.b85encode(raw).decode("ascii") != token:
+            raw = b""
         if len(raw) > _MAC_BYTES and raw[0] == _TOKEN_VERSION:
             cursor, mac = raw[1:-_MAC_BYTES], raw[-_MAC_BYTES:]
             if hmac.compare_digest(mac, self._mac(operation, binding, cursor)):
