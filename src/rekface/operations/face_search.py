@@ -7,7 +7,8 @@ function of its cosine as CompareFaces'.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -21,6 +22,21 @@ DEFAULT_THRESHOLD = 80.0
 # Backends filter on cosine a hair below the threshold's, so that float32 rounding never drops a
 # face whose Similarity reaches the threshold; the exact test is on Similarity below.
 _COSINE_SLACK = 1e-6
+T = TypeVar("T")
+
+
+def cosine_floor(threshold: float) -> float:
+    """The cosine a backend filters on for a Similarity threshold: a hair below the threshold's,
+    so that float32 rounding never drops a match; the decision is then made on Similarity."""
+    return load_calibration().cosine_at(threshold) - _COSINE_SLACK
+
+
+def above_threshold(
+    found: Sequence[T], cosines: Sequence[float], threshold: float
+) -> list[tuple[T, float]]:
+    """(match, Similarity) for the backend's candidates whose calibrated Similarity reaches it."""
+    similarities = load_calibration().similarity(np.asarray(cosines, np.float64))
+    return [(m, float(s)) for m, s in zip(found, similarities, strict=True) if s >= threshold]
 
 
 def face_matches(
@@ -32,17 +48,10 @@ def face_matches(
 ) -> list[dict[str, Any]]:
     threshold = float(request.get("FaceMatchThreshold", DEFAULT_THRESHOLD))
     max_faces = int(request.get("MaxFaces", DEFAULT_MAX_FACES))
-    calibration = load_calibration()
     found = ctx.search.search(
-        collection,
-        embedding,
-        max_faces,
-        calibration.cosine_at(threshold) - _COSINE_SLACK,
-        exclude_face_id,
+        collection, embedding, max_faces, cosine_floor(threshold), exclude_face_id
     )
-    similarities = calibration.similarity(np.array([m.cosine for m in found], np.float64))
     return [
-        {"Similarity": float(s), "Face": face_json(m.face, collection.face_model_version)}
-        for m, s in zip(found, similarities, strict=True)
-        if s >= threshold
+        {"Similarity": sim, "Face": face_json(m.face, collection.face_model_version)}
+        for m, sim in above_threshold(found, [m.cosine for m in found], threshold)
     ]

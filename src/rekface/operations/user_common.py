@@ -18,6 +18,7 @@ import numpy as np
 
 from rekface.engine.calibrate import load_calibration
 from rekface.operations.context import Context
+from rekface.operations.face_search import above_threshold, cosine_floor
 from rekface.search.users import centroid
 from rekface.stores.records import CollectionRecord, FaceOutcome, RequestToken, UserWrite
 
@@ -27,7 +28,6 @@ ASSOCIATE_THRESHOLD = 75.0
 # documented default: as SearchFacesByImage's MaxFaces, 80.
 SEARCH_THRESHOLD = 80.0
 DEFAULT_MAX_USERS = 80
-_COSINE_SLACK = 1e-6  # as face_search: filter in cosine a hair low, decide on Similarity
 
 
 def request_token(operation: str, request: dict[str, Any]) -> RequestToken | None:
@@ -61,20 +61,13 @@ def user_matches(
 ) -> list[dict[str, Any]]:
     threshold = float(request.get("UserMatchThreshold", SEARCH_THRESHOLD))
     max_users = int(request.get("MaxUsers", DEFAULT_MAX_USERS))
-    calibration = load_calibration()
     found = ctx.search.search_users(
-        collection,
-        embedding,
-        max_users,
-        calibration.cosine_at(threshold) - _COSINE_SLACK,
-        exclude_user_id,
+        collection, embedding, max_users, cosine_floor(threshold), exclude_user_id
     )
-    similarities = calibration.similarity(np.array([m.cosine for m in found], np.float64))
     return [
         # A user that matches has faces; user writes are atomic: its status is ACTIVE.
-        {"Similarity": float(s), "User": {"UserId": m.user_id, "UserStatus": "ACTIVE"}}
-        for m, s in zip(found, similarities, strict=True)
-        if s >= threshold
+        {"Similarity": sim, "User": {"UserId": m.user_id, "UserStatus": "ACTIVE"}}
+        for m, sim in above_threshold(found, [m.cosine for m in found], threshold)
     ]
 
 
