@@ -8,20 +8,19 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # benchmarks.shared_faces is shared with the benchmarks
 
 from benchmarks.shared_faces import SHARED_FACES  # noqa: E402
 from rekface.adapters.bootstrap import build_context  # noqa: E402
-from rekface.adapters.dispatch import Dispatcher  # noqa: E402
-from rekface.adapters.server import make_server, serve_in_thread  # noqa: E402
 from rekface.engine.faces import FaceEngine  # noqa: E402
 from rekface.operations.context import Context  # noqa: E402
 from rekface.settings import Settings  # noqa: E402
+
+sys.path.insert(0, str(REPO / "tests"))
+from live_server import start, stop  # noqa: E402
 
 # Dummy credentials: boto3 signs every request, rekface serve accepts any signature.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -64,24 +63,22 @@ def ctx(settings: Settings, engine: FaceEngine) -> Context:
 
 
 @pytest.fixture(scope="session")
-def server_url(ctx: Context) -> Iterator[str]:
-    server = make_server(Dispatcher(ctx), "127.0.0.1", 0)
-    serve_in_thread(server)
+def live(ctx: Context) -> Iterator[tuple[str, object]]:
+    server, client = start(ctx)
     host, port = server.server_address[:2]
-    yield f"http://{host}:{port}"
-    server.shutdown()
-    server.server_close()
+    yield f"http://{host}:{port}", client
+    stop(server)
 
 
 @pytest.fixture(scope="session")
-def rekognition(server_url: str):
+def server_url(live) -> str:
+    return live[0]
+
+
+@pytest.fixture(scope="session")
+def rekognition(live):
     """A real boto3 Rekognition client talking to the live server."""
-    return boto3.client(
-        "rekognition",
-        endpoint_url=server_url,
-        region_name="us-east-1",
-        config=Config(retries={"max_attempts": 1}),
-    )
+    return live[1]
 
 
 @pytest.fixture(scope="session")

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import uuid
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
+from live_server import error_code, start, stop
 
 from benchmarks.shared_faces import image_bytes
 from rekface.adapters.bootstrap import build_context
-from rekface.adapters.dispatch import Dispatcher
-from rekface.adapters.server import make_server, serve_in_thread
 from rekface.settings import Settings
 
 # People whose photo 3 is a clear match of their photos 1 and 2 (the flow is about the API; the
@@ -31,10 +28,6 @@ PEOPLE = [
 
 def photo_path(person: str, n: int) -> str:
     return f"identities/{person}/{n}.jpg"
-
-
-def error_code(exc: pytest.ExceptionInfo) -> str:
-    return exc.value.response["Error"]["Code"]
 
 
 def test_full_collection_flow(rekognition):
@@ -145,17 +138,7 @@ def test_restarted_server_keeps_collections(engine, tmp_path):
     """Two servers one after the other on the same --data-dir: the second sees everything."""
 
     def serve():
-        ctx = build_context(Settings(data_dir=tmp_path), engine=engine)
-        server = make_server(Dispatcher(ctx), "127.0.0.1", 0)
-        serve_in_thread(server)
-        host, port = server.server_address[:2]
-        client = boto3.client(
-            "rekognition",
-            endpoint_url=f"http://{host}:{port}",
-            region_name="us-east-1",
-            config=Config(retries={"max_attempts": 1}),
-        )
-        return server, client
+        return start(build_context(Settings(data_dir=tmp_path), engine=engine))
 
     server, client = serve()
     client.create_collection(CollectionId="kept", Tags={"k": "v"})
@@ -163,8 +146,7 @@ def test_restarted_server_keeps_collections(engine, tmp_path):
         CollectionId="kept", Image={"Bytes": image_bytes(photo_path(PEOPLE[0], 1))}
     )
     face_id = indexed["FaceRecords"][0]["Face"]["FaceId"]
-    server.shutdown()
-    server.server_close()
+    stop(server)
 
     server, client = serve()
     try:
@@ -177,5 +159,4 @@ def test_restarted_server_keeps_collections(engine, tmp_path):
         arn = client.describe_collection(CollectionId="kept")["CollectionARN"]
         assert client.list_tags_for_resource(ResourceArn=arn)["Tags"] == {"k": "v"}
     finally:
-        server.shutdown()
-        server.server_close()
+        stop(server)

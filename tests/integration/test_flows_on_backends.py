@@ -9,17 +9,14 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
+from live_server import start, stop
 from moto import mock_aws
 from test_collections_boto3 import test_client_mistakes_are_400s as client_mistakes_flow
 from test_collections_boto3 import test_full_collection_flow as collection_flow
 from test_users_boto3 import test_users_flow as users_flow
 
 from rekface.adapters.bootstrap import build_context, build_search
-from rekface.adapters.dispatch import Dispatcher
-from rekface.adapters.server import make_server, serve_in_thread
 from rekface.search.indexed import IndexedSearch
 from rekface.settings import Settings
 from tests.engines import VECTOR_BUCKET, s3vectors_client
@@ -39,20 +36,11 @@ def backend_client(request, engine, tmp_path_factory) -> Iterator[tuple[str, Any
             ctx = build_context(replace(settings, search="memory"), engine=engine)
             ctx.search = build_search(settings, ctx.store, s3vectors_client(page_size=5))
         assert isinstance(ctx.search, IndexedSearch)
-        server = make_server(Dispatcher(ctx), "127.0.0.1", 0)
-        serve_in_thread(server)
-        host, port = server.server_address[:2]
-        client = boto3.client(
-            "rekognition",
-            endpoint_url=f"http://{host}:{port}",
-            region_name="us-east-1",
-            config=Config(retries={"max_attempts": 1}),
-        )
+        server, client = start(ctx)
         try:
             yield request.param, client, ctx
         finally:
-            server.shutdown()
-            server.server_close()
+            stop(server)
 
 
 def test_collection_flow(backend_client):

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import uuid
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
+from live_server import error_code, start, stop
 
 from benchmarks.shared_faces import image_bytes
 from rekface.adapters.bootstrap import build_context
-from rekface.adapters.dispatch import Dispatcher
-from rekface.adapters.server import make_server, serve_in_thread
 from rekface.settings import Settings
 
 # Photos 1-3 build each user; photo 4 is the unseen probe. (Rank-1 over all the identities is
@@ -24,10 +21,6 @@ PEOPLE = ["Barack_Obama", "John_Simm", "Azra_Akin", "David_Beckham", "Carlos_Men
 
 def photo(person: str, n: int) -> dict:
     return {"Bytes": image_bytes(f"identities/{person}/{n}.jpg")}
-
-
-def error_code(exc: pytest.ExceptionInfo) -> str:
-    return exc.value.response["Error"]["Code"]
 
 
 def test_users_flow(rekognition):
@@ -144,17 +137,7 @@ def test_tokens_and_users_survive_a_restart(engine, tmp_path):
     request from the first server's token record, and finds the users."""
 
     def serve():
-        ctx = build_context(Settings(data_dir=tmp_path), engine=engine)
-        server = make_server(Dispatcher(ctx), "127.0.0.1", 0)
-        serve_in_thread(server)
-        host, port = server.server_address[:2]
-        client = boto3.client(
-            "rekognition",
-            endpoint_url=f"http://{host}:{port}",
-            region_name="us-east-1",
-            config=Config(retries={"max_attempts": 1}),
-        )
-        return server, client
+        return start(build_context(Settings(data_dir=tmp_path), engine=engine))
 
     person = PEOPLE[0]
     server, client = serve()
@@ -170,8 +153,7 @@ def test_tokens_and_users_survive_a_restart(engine, tmp_path):
         }
         first = client.associate_faces(**request)
     finally:
-        server.shutdown()
-        server.server_close()
+        stop(server)
 
     server, client = serve()
     try:
@@ -185,5 +167,4 @@ def test_tokens_and_users_survive_a_restart(engine, tmp_path):
         found = client.search_users_by_image(CollectionId="kept", Image=photo(person, 2))
         assert found["UserMatches"][0]["User"]["UserId"] == person
     finally:
-        server.shutdown()
-        server.server_close()
+        stop(server)

@@ -1,0 +1,39 @@
+"""A live `rekface serve` in a thread of the test process, and a real boto3 client for it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from rekface.adapters.dispatch import Dispatcher
+from rekface.adapters.server import RekfaceServer, make_server, serve_in_thread
+from rekface.operations.context import Context
+
+
+def start(ctx: Context) -> tuple[RekfaceServer, Any]:
+    """Serve ``ctx`` on a free loopback port; the caller shuts the server down."""
+    server = make_server(Dispatcher(ctx), "127.0.0.1", 0)
+    serve_in_thread(server)
+    host, port = server.server_address[:2]
+    return server, client_for(f"http://{host}:{port}")
+
+
+def client_for(url: str) -> Any:
+    return boto3.client(
+        "rekognition",
+        endpoint_url=url,
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+def stop(server: RekfaceServer) -> None:
+    server.shutdown()
+    server.server_close()
+
+
+def error_code(exc: pytest.ExceptionInfo) -> str:
+    return exc.value.response["Error"]["Code"]
