@@ -73,4 +73,12 @@ def run(ctx: Context, operation: str, request: dict[str, Any]) -> dict[str, Any]
             "does not serve yet"
         )
     validate_request(operation, request)
-    return handler(ctx, request)
+    return handler(ctx, without_nulls(request))
+
+
+def without_nulls(value: Any) -> Any:
+    """The request with its null members dropped: JSON ``null`` means "not given" (the validator
+    reads it so, and the operations then apply their defaults)."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    return value
