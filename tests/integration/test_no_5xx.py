@@ -4,16 +4,31 @@ wrong type, out of range, empty, huge or malformed, and must answer a Rekognitio
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 
 import pytest
+from PIL import Image
 
 from rekface.adapters.dispatch import Dispatcher
 from rekface.spec.model import input_shape
 from rekface.spec.operations import OPERATIONS
 
+
+def encode_png(w: int, h: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+TINY_PNG = base64.b64encode(encode_png(1, 1)).decode()
 BAD_VALUES = [None, "", "x" * 300, -1, 0, 10**20, 1.5, float("nan"), True, [], {}, [None],
-              {"Bytes": "!!"}, "\u0000", "not-a-uuid"]  # fmt: skip
+              {"Bytes": "!!"}, "\u0000", "not-a-uuid",
+              # images: nested wrong types, empty, both sources, a 1-pixel PNG, a PNG header alone
+              {"S3Object": {}}, {"S3Object": {"Bucket": 5, "Name": []}}, {"Bytes": ""},
+              {"Bytes": TINY_PNG, "S3Object": {"Bucket": "b", "Name": "n"}}, {"Bytes": TINY_PNG},
+              {"Bytes": base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()}]  # fmt: skip
 JPEG = "/9j/"  # base64 of a JPEG's first bytes only: a truncated image
 
 
