@@ -7,6 +7,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from rekface.adapters.dispatch import Dispatcher
 from rekface.adapters.server import RekfaceServer, make_server, serve_in_thread
@@ -37,3 +38,12 @@ def stop(server: RekfaceServer) -> None:
 
 def error_code(exc: pytest.ExceptionInfo) -> str:
     return exc.value.response["Error"]["Code"]
+
+
+def assert_client_errors(cases: list[tuple[Any, str]]) -> None:
+    """Each call raises the service's error ``code`` with HTTP 400."""
+    for call, code in cases:
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert error_code(exc) == code
+        assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 from botocore.exceptions import ClientError
-from live_server import error_code, start, stop
+from live_server import assert_client_errors, error_code, start, stop
 
 from benchmarks.shared_faces import image_bytes
 from rekface.adapters.bootstrap import build_context
@@ -125,11 +125,7 @@ def test_client_mistakes_are_400s(rekognition):
             (lambda: rekognition.index_faces(CollectionId=cid, Image={"Bytes": b"not an image"}),
              "InvalidImageFormatException"),
         ]  # fmt: skip
-        for call, code in cases:
-            with pytest.raises(ClientError) as exc:
-                call()
-            assert error_code(exc) == code
-            assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert_client_errors(cases)
     finally:
         rekognition.delete_collection(CollectionId=cid)
 

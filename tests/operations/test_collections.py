@@ -12,7 +12,6 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from benchmarks.shared_faces import image_bytes
 from rekface import operations
 from rekface.adapters.bootstrap import build_context
 from rekface.errors import (
@@ -22,24 +21,13 @@ from rekface.errors import (
     ResourceNotFoundException,
     ServiceQuotaExceededException,
 )
-from rekface.spec.model import output_shape
-from rekface.spec.validate import validate_shape
 from rekface.stores.dynamodb import create_table
+from tests.operations.calls import call, img
 
 ALICE = ["identities/Ann_Veneman/1.jpg", "identities/Ann_Veneman/2.jpg"]
 BOB = ["identities/Andy_Roddick/1.jpg", "identities/Andy_Roddick/2.jpg"]
 CROWD = "groups/dlib_bald_guys.jpg"  # 24 faces
 NO_FACE = "nofaces/dlib_dog.jpg"
-
-
-def call(ctx, op, **request):
-    response = operations.run(ctx, op, request)
-    validate_shape(output_shape(op), response)
-    return response
-
-
-def img(rel: str) -> dict:
-    return {"Bytes": image_bytes(rel)}
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import uuid
 
 import pytest
 
-from benchmarks.shared_faces import image_bytes
 from rekface import operations
 from rekface.errors import (
     ConflictException,
@@ -21,23 +20,12 @@ from rekface.errors import (
     ResourceNotFoundException,
     ServiceQuotaExceededException,
 )
-from rekface.spec.model import output_shape
-from rekface.spec.validate import validate_shape
+from tests.operations.calls import call, img
 
 ANN = [f"identities/Ann_Veneman/{n}.jpg" for n in (1, 2, 3)]
 ANDY = [f"identities/Andy_Roddick/{n}.jpg" for n in (1, 2, 3)]
 CROWD = "groups/dlib_bald_guys.jpg"  # 24 faces
 NO_FACE = "nofaces/dlib_dog.jpg"
-
-
-def call(ctx, op, **request):
-    response = operations.run(ctx, op, request)
-    validate_shape(output_shape(op), response)
-    return response
-
-
-def img(rel: str) -> dict:
-    return {"Bytes": image_bytes(rel)}
 
 
 @pytest.fixture
