@@ -11,6 +11,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from rekface.settings import SEARCH_BACKENDS
+
 DEFAULT_PORT = 8765
 
 
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 def _search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--search",
-        choices=["memory", "s3vectors", "pgvector"],
+        choices=SEARCH_BACKENDS,
         default=None,
         help="face search backend (default REKFACE_SEARCH, else memory)",
     )
@@ -126,10 +128,10 @@ def _vectors(args: argparse.Namespace) -> int:
     from rekface.search.move import move_collection
 
     settings = _settings(args)
-    store = build_store(settings)
     try:
+        store = build_store(settings)
         backend = build_search(settings, store)
-    except (RuntimeError, ImportError) as exc:
+    except RuntimeError as exc:  # see _serve
         print(f"rekface: {exc}", file=sys.stderr)
         return 2
     if not isinstance(backend, IndexedSearch):
@@ -139,23 +141,8 @@ def _vectors(args: argparse.Namespace) -> int:
         )
         return 2
     if args.vectors_command == "gc":
-        found = backend._incarnations()  # listed before the live collections: see orphan_indexes
-        live = set()
-        token = None
-        while True:
-            page = store.list_collections(next_token=token)
-            for listing in page.items:
-                try:
-                    live.add(store.get_collection(listing.collection_id).incarnation)
-                except RekognitionError:
-                    continue  # deleted meanwhile
-            token = page.next_token
-            if token is None:
-                break
-        orphans = [inc for inc in found if inc not in live]
-        for incarnation in orphans:
-            backend.drop_index(incarnation)
-        print(f"rekface: dropped {len(orphans)} index(es) of deleted collections")
+        dropped = backend.drop_orphan_indexes()
+        print(f"rekface: dropped {dropped} index(es) of deleted collections")
         return 0
     checkpoints = args.checkpoint_dir or settings.data_dir / "moves"
     for collection_id in args.collections:
@@ -183,12 +170,13 @@ def _vectors(args: argparse.Namespace) -> int:
 
 def _purge(args: argparse.Namespace) -> int:
     from rekface.adapters.bootstrap import build_store
-    from rekface.settings import Settings
 
-    settings = Settings.from_env()
-    if args.data_dir is not None:
-        settings = replace(settings, data_dir=args.data_dir)
-    finished = build_store(settings).resume_purges()
+    try:
+        store = build_store(_settings(args))
+    except RuntimeError as exc:  # see _serve
+        print(f"rekface: {exc}", file=sys.stderr)
+        return 2
+    finished = store.resume_purges()
     print(f"rekface: {finished} interrupted collection deletion(s) finished")
     return 0
 
@@ -206,7 +194,9 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     try:
         ctx = build_context(settings)
-    except RuntimeError as exc:  # a backend without its settings (--pg-dsn, --vector-bucket)
+    except RuntimeError as exc:
+        # A store file of another schema version, a search backend without its settings
+        # (--pg-dsn, --vector-bucket), its package or a reachable engine.
         print(f"rekface: {exc}", file=sys.stderr)
         return 2
     try:

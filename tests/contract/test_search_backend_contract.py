@@ -38,7 +38,9 @@ def store(tmp_path) -> SqliteStore:
     return SqliteStore(tmp_path / "rekface.db", "contract-secret")
 
 
-def make_backend(kind: str, store: SqliteStore, request) -> SearchBackend:
+def make_backend(
+    kind: str, store: SqliteStore, request, own_database: bool = False
+) -> SearchBackend:
     if kind == "memory":
         return InMemoryExactSearch(store)
     if kind == "s3vectors":
@@ -49,7 +51,7 @@ def make_backend(kind: str, store: SqliteStore, request) -> SearchBackend:
     from rekface.search.pgvector import PgVectorSearch
 
     pg = request.getfixturevalue("live_postgres")
-    backend = PgVectorSearch(store, pg.dsn, exact_below=0)
+    backend = PgVectorSearch(store, pg.new_database() if own_database else pg.dsn, exact_below=0)
     request.addfinalizer(backend.pool.close)
     return backend
 
@@ -274,18 +276,41 @@ def test_delete_faces_restores_a_vector_of_a_face_indexed_again(store, indexed):
 
 
 @_only_indexed()
-def test_orphan_indexes_of_deleted_collections(store, indexed):
-    rng = np.random.default_rng(13)
-    kept, _ = gallery(store, indexed, rng, images=1, name="kept")
-    lost, _ = gallery(store, indexed, rng, images=1, name="lost")
-    store.delete_collection("lost")  # ... and the process died before collection_deleted
-    live = {store.get_collection("kept").incarnation}
-    # (The PostgreSQL server is shared by the session: other tests' collections show up too.)
-    orphans = indexed.orphan_indexes(live)
-    assert lost.incarnation in orphans and kept.incarnation not in orphans
-    indexed.drop_index(lost.incarnation)
-    assert lost.incarnation not in indexed.orphan_indexes(live)
-    assert kept.incarnation in indexed._incarnations()
+def test_gc_drops_the_indexes_of_deleted_collections(kind, store, request):
+    with mock_aws():
+        # A database of its own: gc takes every index of its database that its store does not
+        # know for dead, and the session's shared database holds other tests' collections.
+        indexed = make_backend(kind, store, request, own_database=True)
+        assert isinstance(indexed, IndexedSearch)
+        rng = np.random.default_rng(13)
+        kept, _ = gallery(store, indexed, rng, images=1, name="kept")
+        lost, _ = gallery(store, indexed, rng, images=1, name="lost")
+        store.delete_collection("lost")  # ... and the process died before collection_deleted
+        assert set(indexed._incarnations()) == {kept.incarnation, lost.incarnation}
+        assert indexed.drop_orphan_indexes() == 1
+        assert indexed._incarnations() == [kept.incarnation]
+        assert indexed.drop_orphan_indexes() == 0
+
+
+@pytest.mark.parametrize("kind", ["pgvector"], indirect=True)
+def test_writes_recreate_a_partition_another_process_dropped(store, indexed):
+    """pgvector caches which partitions exist: a face or user write after another process
+    dropped the collection's partition (DeleteCollection there) creates it again instead of
+    failing a request whose store write may have committed."""
+    from rekface.search.indexed import Vector
+    from rekface.search.pgvector import PgVectorSearch
+
+    rng = np.random.default_rng(17)
+    collection, faces = gallery(store, indexed, rng, images=1, name="c")
+    other = PgVectorSearch(store, indexed.pool.dsn, exact_below=0)
+    try:
+        other._drop(collection.incarnation)
+        indexed._put_users(collection, [("u1", faces[0].embedding, 1)])
+        other._drop(collection.incarnation)
+        indexed._put(collection, [Vector(faces[1].face_id, faces[1].embedding)])
+        assert indexed._present(collection, [f.face_id for f in faces]) == {faces[1].face_id}
+    finally:
+        other.pool.close()
 
 
 @_only_indexed()

@@ -5,6 +5,8 @@ dropped by gc. And `rekface serve --search pgvector` without a DSN says what is 
 
 from __future__ import annotations
 
+import sqlite3
+
 import numpy as np
 import pytest
 
@@ -85,3 +87,21 @@ def test_commands_refuse_a_backend_without_settings(tmp_path, capsys, monkeypatc
     assert "--search s3vectors or pgvector" in capsys.readouterr().err
     with pytest.raises(ValueError, match="REKFACE_SEARCH"):
         Settings.from_env({"REKFACE_SEARCH": "faiss"})
+
+
+def test_commands_refuse_an_unusable_store_or_backend_at_start(tmp_path, capsys, monkeypatch):
+    """A server that cannot reach its engine, or a data file of another schema version, stops
+    at start with a message, rather than answering 500 to every request."""
+    monkeypatch.delenv("REKFACE_SEARCH", raising=False)
+    dead = "postgresql://rekface@127.0.0.1:1/rekface?connect_timeout=2"
+    assert (
+        main(["serve", "--data-dir", str(tmp_path), "--search", "pgvector", "--pg-dsn", dead]) == 2
+    )
+    assert "cannot use PostgreSQL" in capsys.readouterr().err
+    other = tmp_path / "other"
+    other.mkdir()
+    with sqlite3.connect(other / "rekface.db") as conn:
+        conn.execute("PRAGMA user_version = 99")
+    for argv in (["serve"], ["purge"], ["vectors", "gc", "--search", "pgvector", "--pg-dsn", dead]):
+        assert main([*argv, "--data-dir", str(other)]) == 2
+        assert "schema version 99" in capsys.readouterr().err

@@ -47,11 +47,18 @@ def build_search(settings: Settings, store: Store, s3vectors_client: Any = None)
 
             # Adaptive retries: 429 TooManyRequests (an index takes 2,500 vectors/s) and 503
             # are retried with backoff, and the client slows itself down.
-            s3vectors_client = boto3.client(
-                "s3vectors",
-                region_name=settings.region,
-                config=Config(retries={"mode": "adaptive", "max_attempts": 10}),
-            )
+            from botocore.exceptions import UnknownServiceError
+
+            try:
+                s3vectors_client = boto3.client(
+                    "s3vectors",
+                    region_name=settings.region,
+                    config=Config(retries={"mode": "adaptive", "max_attempts": 10}),
+                )
+            except UnknownServiceError as exc:  # a botocore older than S3 Vectors
+                raise RuntimeError(
+                    f"REKFACE_SEARCH=s3vectors needs a newer botocore: {exc}"
+                ) from exc
         return S3VectorsSearch(
             store, s3vectors_client, settings.vector_bucket, settings.vector_index_prefix
         )
@@ -60,7 +67,20 @@ def build_search(settings: Settings, store: Store, s3vectors_client: Any = None)
 
         if not settings.pg_dsn:
             raise RuntimeError("REKFACE_SEARCH=pgvector needs REKFACE_PG_DSN")
-        return PgVectorSearch(store, settings.pg_dsn)
+        backend = PgVectorSearch(store, settings.pg_dsn)
+        # Connect (and migrate the schema) now: a missing package or an unreachable server is
+        # a start-up error, not a 500 on the first request.
+        try:
+            with backend.pool.connection():
+                pass
+        except ImportError as exc:
+            raise RuntimeError(
+                f"REKFACE_SEARCH=pgvector needs the pgvector extra "
+                f"(pip install 'rekface[pgvector]'): {exc}"
+            ) from exc
+        except Exception as exc:  # psycopg.OperationalError and kin: the DSN's server
+            raise RuntimeError(f"cannot use PostgreSQL at REKFACE_PG_DSN: {exc}") from exc
+        return backend
     return InMemoryExactSearch(store)
 
 

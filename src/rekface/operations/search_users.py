@@ -14,7 +14,7 @@ from typing import Any
 from rekface.errors import InvalidParameterException, ResourceNotFoundException
 from rekface.operations.context import Context
 from rekface.operations.user_common import user_matches
-from rekface.search.users import centroid
+from rekface.search.users import store_centroid
 
 
 def search_users(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
@@ -37,11 +37,9 @@ def search_users(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
             raise ResourceNotFoundException(
                 f"The user {user_id} does not exist in the collection {collection.collection_id}"
             )
-        ids = [f.face_id for f in ctx.store.list_faces(collection, user_id=user_id).items]
-        faces = ctx.store.get_faces(collection, ids, embeddings=True)
+        query, _ = store_centroid(ctx.store, collection, user_id)
         matches: list[dict[str, Any]] = []
-        if faces:
-            query = centroid([f.embedding for f in faces.values()])
+        if query is not None:
             matches = user_matches(ctx, collection, query, request, exclude_user_id=user_id)
         response["UserMatches"] = matches
         response["SearchedUser"] = {"UserId": user_id}

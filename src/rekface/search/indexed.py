@@ -25,8 +25,8 @@ Invariant, once a call has returned: a face is searchable if and only if the sto
   missing ones; DeleteFaces reads the store for the faces it deleted and writes back the vector
   of any that exists again. Whichever write comes last, one of the two checks runs after it.
 - **DeleteCollection** retires the collection in the store, then drops its index. A crash
-  between leaves an index of a dead incarnation: ``orphan_indexes``/``drop_orphan_indexes``
-  (``rekface vectors gc``) find and drop them.
+  between leaves an index of a dead incarnation: ``drop_orphan_indexes``
+  (``rekface vectors gc``) finds and drops them.
 
 Vectors without records (a crash, an IndexFaces that failed on a quota) cost storage and take
 candidate slots until collected; searches over-fetch to absorb a few.
@@ -46,23 +46,23 @@ found as a candidate is scored right, one not found is missed.
 
 from __future__ import annotations
 
+import contextlib
 from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from rekface.errors import ResourceNotFoundException
 from rekface.search.base import CosineMatch, SearchBackend
 from rekface.search.exact import cosines
-from rekface.search.users import UserMatchCosine, UserVectors
+from rekface.search.users import UserMatchCosine, store_centroid
 from rekface.stores.base import Store
 from rekface.stores.records import (
     AddFacesResult,
     CollectionRecord,
     DeleteFacesResult,
     FaceRecord,
-    FaceTable,
     UsersChange,
 )
 
@@ -208,19 +208,9 @@ class IndexedSearch(SearchBackend):
         for user_id in sorted(affected):
             self._refresh_user(collection, user_id)
 
-    def _store_centroid(self, collection: CollectionRecord, user_id: str) -> tuple[Any, int]:
-        """A user's centroid computed from the store's faces (as the in-memory backend computes
-        it) and its face count; (None, 0) for a user without faces."""
-        ids = [f.face_id for f in self.store.list_faces(collection, user_id=user_id).items]
-        faces = self.store.get_faces(collection, ids, embeddings=True)
-        members = [f for f in faces.values() if f.user_id == user_id]
-        if not members:
-            return None, 0
-        return UserVectors.from_table(FaceTable.from_records(members)).vectors[0], len(members)
-
     def _refresh_user(self, collection: CollectionRecord, user_id: str) -> None:
         """Rewrite a user's entry from the store (none for a user without faces)."""
-        vector, count = self._store_centroid(collection, user_id)
+        vector, count = store_centroid(self.store, collection, user_id)
         if vector is None:
             self._delete_users(collection, [user_id])
         else:
@@ -262,7 +252,7 @@ class IndexedSearch(SearchBackend):
                     # Stale (a user write whose notice was lost): score it from the store. A
                     # search only reads; the entry is rewritten by the user's next write or a
                     # rebuild (`rekface vectors move`).
-                    vector, _ = self._store_centroid(collection, user_id)
+                    vector, _ = store_centroid(self.store, collection, user_id)
                     if vector is None:
                         continue
                 cosine = float((np.asarray(vector, np.float32) * query).sum(dtype=np.float32))
@@ -277,13 +267,25 @@ class IndexedSearch(SearchBackend):
     # -----------------------------------------------------------------------------------------
     # Housekeeping
 
-    def orphan_indexes(self, live_incarnations: set[str]) -> list[str]:
-        """Indexes whose collection is gone. List the engine's indexes *before* reading the live
-        collections: an index is created after its collection, so none is mistaken for dead."""
-        return [inc for inc in self._incarnations() if inc not in live_incarnations]
-
-    def drop_index(self, incarnation: str) -> None:
-        self._drop(incarnation)
+    def drop_orphan_indexes(self) -> int:
+        """Drop the indexes whose collection is gone (``rekface vectors gc``); how many. The
+        engine's indexes are listed *before* the live collections are read: an index is created
+        after its collection, so one created meanwhile is never taken for dead."""
+        found = self._incarnations()
+        live: set[str] = set()
+        token = None
+        while True:
+            page = self.store.list_collections(next_token=token)
+            for listing in page.items:
+                with contextlib.suppress(ResourceNotFoundException):  # deleted meanwhile
+                    live.add(self.store.get_collection(listing.collection_id).incarnation)
+            token = page.next_token
+            if token is None:
+                break
+        orphans = [inc for inc in found if inc not in live]
+        for incarnation in orphans:
+            self._drop(incarnation)
+        return len(orphans)
 
     # -----------------------------------------------------------------------------------------
     # Primitives

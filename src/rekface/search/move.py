@@ -84,7 +84,3 @@ def move_collection(
             progress(state.moved, max(total, state.moved))
         if state.done:
             return state
-
-
-def default_checkpoint(data_dir: Path, collection_id: str) -> Path:
-    return data_dir / "moves" / f"{collection_id}.json"

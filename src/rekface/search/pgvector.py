@@ -24,7 +24,7 @@ import contextlib
 import queue
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -120,16 +120,21 @@ class PgVectorSearch(IndexedSearch):
     def _put(self, collection: CollectionRecord, vectors: list[Vector]) -> None:
         inc = uuid.UUID(collection.incarnation)
         rows = [(inc, uuid.UUID(v.face_id), v.embedding, v.user_id) for v in vectors]
+        self._write(collection, lambda conn: self._upsert(conn, rows))
+
+    def _write(self, collection: CollectionRecord, write: Callable[[Any], None]) -> None:
+        """``write(conn)`` into the collection's partitions, created first if this process has
+        not seen them. One dropped since this process created it (DeleteCollection elsewhere) is
+        created again and the write repeated, rather than failing a request whose store write
+        may already have committed; `rekface vectors gc` drops such partitions."""
         with self.pool.connection() as conn:
             self._ensure_partition(conn, collection.incarnation)
             try:
-                self._upsert(conn, rows)
+                write(conn)
             except pg_schema.UndefinedPartition:
-                # Dropped since this process created it (DeleteCollection elsewhere): create it
-                # again; the store's write that follows fails, and `rekface vectors gc` drops it.
                 self._partitions.discard(collection.incarnation)
                 self._ensure_partition(conn, collection.incarnation)
-                self._upsert(conn, rows)
+                write(conn)
 
     def _upsert(self, conn: Any, rows: list[tuple]) -> None:
         with pg_schema.translated_errors(), conn.transaction(), conn.cursor() as cur:
@@ -221,8 +226,8 @@ class PgVectorSearch(IndexedSearch):
     ) -> None:
         inc = uuid.UUID(collection.incarnation)
         rows = [(inc, u, np.asarray(v, np.float32), n) for u, v, n in users]
-        with self.pool.connection() as conn:
-            self._ensure_partition(conn, collection.incarnation)
+
+        def upsert(conn: Any) -> None:
             with pg_schema.translated_errors(), conn.transaction(), conn.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO rekface_user_vectors (incarnation, user_id, centroid, face_count)"
@@ -230,6 +235,8 @@ class PgVectorSearch(IndexedSearch):
                     "centroid = EXCLUDED.centroid, face_count = EXCLUDED.face_count",
                     rows,
                 )
+
+        self._write(collection, upsert)
 
     def _delete_users(self, collection: CollectionRecord, user_ids: list[str]) -> None:
         with self.pool.connection() as conn:

@@ -19,15 +19,31 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rekface.stores.records import FaceTable
+from rekface.stores.base import Store
+from rekface.stores.records import CollectionRecord, FaceTable
 
 _MARGIN = 1e-4  # float32 rounding between the fast product and the exact cosines
 
 
 def centroid(embeddings: np.ndarray) -> np.ndarray:
-    """The normalised mean of unit embeddings [m, D] (m >= 1)."""
-    mean = np.asarray(embeddings, np.float64).mean(axis=0)
-    return (mean / np.linalg.norm(mean)).astype(np.float32)
+    """The normalised mean of unit embeddings [m, D] (m >= 1). Summed and normalised in float64,
+    as ``UserVectors.from_table`` does, so that a user's centroid is the same float32 vector
+    whichever way it was computed (a last-bit difference would reorder tied users)."""
+    total = np.asarray(embeddings, np.float64).sum(axis=0)
+    return (total / np.linalg.norm(total)).astype(np.float32)
+
+
+def store_centroid(
+    store: Store, collection: CollectionRecord, user_id: str
+) -> tuple[np.ndarray | None, int]:
+    """A user's centroid computed from the store's faces, and its face count; (None, 0) for a
+    user without faces. (A user holds at most 100 faces: one page of ListFaces.)"""
+    ids = [f.face_id for f in store.list_faces(collection, user_id=user_id).items]
+    faces = store.get_faces(collection, ids, embeddings=True)
+    members = [f.embedding for f in faces.values() if f.user_id == user_id]
+    if not members:
+        return None, 0
+    return centroid(members), len(members)
 
 
 @dataclass(frozen=True)
@@ -60,14 +76,15 @@ class UserVectors:
         order = np.argsort(counts[inverse] * n_users + inverse, kind="stable")
         faces = table.embeddings[rows[order]]
         users_by_count = np.argsort(counts * n_users + np.arange(n_users), kind="stable")
-        sums = np.empty((n_users, faces.shape[1]), np.float32)
+        vectors = np.empty((n_users, faces.shape[1]), np.float32)
         row = user = 0
         for c, n in zip(*np.unique(counts, return_counts=True), strict=True):
-            block = faces[row : row + n * c].reshape(n, c, -1).sum(axis=1)
-            sums[users_by_count[user : user + n]] = block
+            # In float64 one block at a time, as ``centroid`` computes one user.
+            block = faces[row : row + n * c].reshape(n, c, -1).astype(np.float64).sum(axis=1)
+            block /= np.linalg.norm(block, axis=1, keepdims=True)
+            vectors[users_by_count[user : user + n]] = block
             row, user = row + n * c, user + n
-        vectors = sums / np.linalg.norm(sums, axis=1, keepdims=True)
-        return cls(ids, vectors.astype(np.float32), counts)
+        return cls(ids, vectors, counts)
 
     def replaced(self, updates: dict[str, tuple[np.ndarray, int] | None]) -> UserVectors:
         """A copy with some users' (centroid, face count) set, or removed (None)."""

@@ -77,6 +77,7 @@ from rekface.stores.dynamodb_items import (
     collection_key,
     collection_record,
     create_table,
+    error_code,
     face_item,
     face_key,
     face_record,
@@ -110,10 +111,6 @@ __all__ = ["TABLE_DEFINITION", "TTL_ATTRIBUTE", "DynamoDBStore", "create_table"]
 def _cancellation_codes(err: ClientError) -> list[str]:
     reasons = err.response.get("CancellationReasons") or []
     return [r.get("Code") or "None" for r in reasons]
-
-
-def _error_code(err: ClientError) -> str:
-    return err.response.get("Error", {}).get("Code", "")
 
 
 _Retry = Retry  # a write lost a race; read again and retry
@@ -161,7 +158,7 @@ class DynamoDBStore(Store):
             )
             return None
         except ClientError as err:
-            if _error_code(err) != "TransactionCanceledException":
+            if error_code(err) != "TransactionCanceledException":
                 raise
             codes = _cancellation_codes(err)
             if "TransactionConflict" in codes:
@@ -398,7 +395,7 @@ class DynamoDBStore(Store):
                     ExpressionAttributeValues={":img": s_(image)},
                 )
             except ClientError as err:
-                if _error_code(err) != "ConditionalCheckFailedException":
+                if error_code(err) != "ConditionalCheckFailedException":
                     raise  # else: already rolled forward
         try:
             self.client.delete_item(
@@ -409,7 +406,7 @@ class DynamoDBStore(Store):
                 ExpressionAttributeValues={":committed": s_("COMMITTED")},
             )
         except ClientError as err:
-            if _error_code(err) != "ConditionalCheckFailedException":
+            if error_code(err) != "ConditionalCheckFailedException":
                 raise
 
     def _settle_marker(self, incarnation: str, image_id: str) -> bool:
@@ -434,7 +431,7 @@ class DynamoDBStore(Store):
                     },
                 )
             except ClientError as err:
-                if _error_code(err) != "ConditionalCheckFailedException":
+                if error_code(err) != "ConditionalCheckFailedException":
                     raise
             return True
         return False
@@ -512,7 +509,7 @@ class DynamoDBStore(Store):
                 ConditionExpression="attribute_not_exists(PK)",
             )
         except ClientError as err:
-            if _error_code(err) == "ConditionalCheckFailedException":
+            if error_code(err) == "ConditionalCheckFailedException":
                 raise _Retry() from err
             raise
         try:
@@ -575,7 +572,7 @@ class DynamoDBStore(Store):
                 ExpressionAttributeValues={":owner": s_(owner), ":staging": s_("STAGING")},
             )
         except ClientError as err:
-            if _error_code(err) != "ConditionalCheckFailedException":
+            if error_code(err) != "ConditionalCheckFailedException":
                 raise
 
     def _read_items(self, collection: CollectionRecord, face_ids: list[str]) -> list[dict]:
@@ -768,7 +765,7 @@ class DynamoDBStore(Store):
                     },
                 )
             except ClientError as err:
-                if _error_code(err) == "ConditionalCheckFailedException":
+                if error_code(err) == "ConditionalCheckFailedException":
                     raise _Retry() from err
                 raise
 

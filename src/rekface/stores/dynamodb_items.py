@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from botocore.exceptions import ClientError
 
 from rekface.stores.records import (
     ID_DTYPE,
@@ -153,3 +154,7 @@ def face_table(items: list[dict[str, Any]]) -> FaceTable:
         .reshape(n, 128)
         .copy(),
     )
+
+
+def error_code(err: ClientError) -> str:
+    return err.response.get("Error", {}).get("Code", "")

@@ -47,6 +47,7 @@ from rekface.stores.base import CollectionGone, TokenMismatch
 from rekface.stores.dynamodb_items import (
     Retry,
     collection_key,
+    error_code,
     face_key,
     face_record,
     marker_key,
@@ -203,7 +204,7 @@ class DynamoUserWrites:
                 ExpressionAttributeValues=values,
             )
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if error_code(err) != "ConditionalCheckFailedException":
                 raise
         marker = self.s._get(key)
         if marker is None:
@@ -234,7 +235,7 @@ class DynamoUserWrites:
                 ExpressionAttributeValues=values,
             )
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if error_code(err) != "ConditionalCheckFailedException":
                 raise  # else: done already (by another settler)
 
     def _conditional_delete(self, key: dict[str, Any], state: str) -> None:
@@ -247,7 +248,7 @@ class DynamoUserWrites:
                 ExpressionAttributeValues={":state": s_(state)},
             )
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if error_code(err) != "ConditionalCheckFailedException":
                 raise
 
     # -----------------------------------------------------------------------------------------
@@ -502,7 +503,7 @@ class DynamoUserWrites:
                 ConditionExpression="attribute_not_exists(PK)",
             )
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if error_code(err) == "ConditionalCheckFailedException":
                 raise Retry() from err
             raise
         staging = {

@@ -56,6 +56,14 @@ from rekface.stores.records import (
 from rekface.stores.users import UserPlan, UserSnapshot, result_from_json, result_json
 
 DB_FILE = "rekface.db"
+# PRAGMA user_version of the file: bump it with every change to _SCHEMA or to what a blob holds.
+SCHEMA_VERSION = 1
+
+
+class StoreSchemaError(RuntimeError):
+    """The data file was written by a rekface with another schema."""
+
+
 PURGE_BATCH = 5000
 
 _SCHEMA = """
@@ -117,6 +125,20 @@ _PURGE_KEYS = {
     "requests": "operation || '/' || token",
     "tags": "key",
 }
+# Version 1's tables and their columns, in order.
+_LAYOUT = {
+    "collections": [
+        "collection_id", "incarnation", "created", "face_model_version", "face_count",
+        "user_count", "version",
+    ],
+    "tags": ["incarnation", "key", "value"],
+    "faces": ["incarnation", "face_id", "image_id", "external_image_id", "user_id", "vector"],
+    "users": ["incarnation", "user_id", "status", "face_count", "created"],
+    "requests": [
+        "incarnation", "operation", "token", "request_digest", "response", "expires",
+    ],
+    "purges": ["incarnation", "collection_id", "retired"],
+}  # fmt: skip
 _FACE_COLUMNS = "face_id, image_id, external_image_id, user_id, vector"
 # The ``vector`` blob of a face.
 VECTOR = np.dtype([("box", "<f4", (4,)), ("confidence", "<f4"), ("embedding", "<f4", (128,))])
@@ -139,7 +161,36 @@ class SqliteStore(Store):
         self._local = threading.local()
         conn = self._conn()
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(_SCHEMA)
+        self._create_or_check_schema(conn)
+
+    def _create_or_check_schema(self, conn: sqlite3.Connection) -> None:
+        """A new file gets the schema and its version; an existing one must carry this version,
+        else the server would start and then fail each request on a missing column (an HTTP
+        500 for the client). Under BEGIN IMMEDIATE so that two processes opening a new file
+        do not both create it."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            layout = {
+                name: [c[1] for c in conn.execute(f"PRAGMA table_info({name})")]
+                for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+            if version == 0 and (not layout or layout == _LAYOUT):
+                # A new file, or one of version 1 written before files carried their version.
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    conn.execute(statement)  # (executescript would commit first)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version != SCHEMA_VERSION:
+                raise StoreSchemaError(
+                    f"{self.path} holds rekface data of schema version {version}; this rekface "
+                    f"reads version {SCHEMA_VERSION}. Start it with another --data-dir (the "
+                    "collections of that file are not read or changed)."
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     @classmethod
     def in_dir(cls, data_dir: Path, token_secret: str) -> SqliteStore:
@@ -340,18 +391,7 @@ class SqliteStore(Store):
     def _read_faces(
         self, collection: CollectionRecord, face_ids: list[str], embeddings: bool
     ) -> list[FaceRecord]:
-        if not face_ids:
-            return []
-        marks = ",".join("?" * len(face_ids))
-        rows = (
-            self._conn()
-            .execute(
-                f"SELECT {_FACE_COLUMNS} FROM faces WHERE incarnation = ? AND face_id IN ({marks})",
-                (collection.incarnation, *(id_bytes(f) for f in face_ids)),
-            )
-            .fetchall()
-        )
-        return [self._face(r, embeddings) for r in rows]
+        return self._face_rows(self._conn(), collection.incarnation, face_ids, embeddings)
 
     def _scan_faces(
         self, collection: CollectionRecord, after: str | None, limit: int
