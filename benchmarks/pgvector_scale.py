@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import signal
 import sys
 import tempfile
 import threading
@@ -463,6 +464,9 @@ def main() -> None:
     parser.add_argument("--parallel-workers", type=int, default=1, help="for CREATE INDEX")
     parser.add_argument("--crowd-stats", action="store_true", help="compare the crowd, exit")
     args = parser.parse_args()
+    # `kill` runs the finally below, which stops the server: a server left running, or killed
+    # hard, keeps its parallel build's shared memory (maintenance_work_mem, in /dev/shm).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if (args.keep or args.reuse) and args.pgdata is None:
         parser.error("--keep and --reuse need --pgdata")
     real, real_people = real_embeddings()
