@@ -93,7 +93,7 @@ def test_aws_cli_detect_faces_and_error(served, faces_dir):
 def test_serve_reports_a_missing_model(tmp_path):
     env = {**os.environ, "REKFACE_MODELS_DIR": str(tmp_path)}
     out = subprocess.run(
-        [str(BIN / "rekface"), "serve", "--port", str(free_port())],
+        [str(BIN / "rekface"), "serve", "--port", str(free_port()), "--data-dir", str(tmp_path)],
         capture_output=True,
         text=True,
         env=env,
