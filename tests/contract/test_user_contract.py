@@ -128,6 +128,23 @@ def test_create_list_delete_users(backend):
             call()
 
 
+def test_get_users_reads_many_in_one_call(backend):
+    """What a search reads for its candidate users: the existing ones among many ids (more than
+    one DynamoDB BatchGetItem), duplicates and unknown ids ignored."""
+    store = backend.store
+    c = store.create_collection("c")
+    ids = [f"u{i:03d}" for i in range(130)]
+    for uid in ids:
+        store.create_user(c, uid)
+    got = store.get_users(c, [*reversed(ids), "nobody", ids[0], ids[0]])
+    assert sorted(got) == ids
+    assert got["u007"] == store.get_user(c, "u007")
+    assert store.get_users(c, []) == {} and store.get_users(c, ["nobody"]) == {}
+    store.delete_collection("c")
+    with pytest.raises(ResourceNotFoundException):
+        store.get_users(c, ids[:3])
+
+
 def test_associate_reasons_counts_and_versions(backend):
     store = backend.store
     rng = np.random.default_rng(1)

@@ -63,6 +63,7 @@ from rekface.stores.records import (
     CollectionRecord,
     DeleteFacesResult,
     FaceRecord,
+    UserRecord,
     UsersChange,
 )
 
@@ -238,13 +239,17 @@ class IndexedSearch(SearchBackend):
     ) -> list[UserMatchCosine]:
         query = np.asarray(embedding, np.float32)
         k = min(self.max_top_k, max_users + OVER_FETCH)
+        records: dict[str, UserRecord | None] = {}  # the store's users, read once each
         while True:
             found = self._query_users(collection, query, k, min_cosine - ENGINE_SLACK)
             ids = [u for u in found.face_ids if u != exclude_user_id]
             stored = self._user_vectors(collection, ids)
+            unread = [u for u in ids if u not in records]
+            records.update(dict.fromkeys(unread))
+            records.update(self.store.get_users(collection, unread))
             matches = []
             for user_id in ids:
-                user = self.store.get_user(collection, user_id)
+                user = records[user_id]
                 if user is None or user.face_count == 0:
                     continue  # deleted, or emptied, since its entry was written
                 vector, count = stored.get(user_id, (None, -1))

@@ -395,6 +395,17 @@ class Store(ABC):
         except CollectionGone:
             raise _not_found(collection.collection_id) from None
 
+    def get_users(self, collection: CollectionRecord, user_ids: list[str]) -> dict[str, UserRecord]:
+        """The users among ``user_ids`` that exist, by UserId, in one read where the store can
+        (a search's candidates: one query or BatchGetItem rather than one GetItem each)."""
+        wanted = list(dict.fromkeys(user_ids))
+        if not wanted:
+            return {}
+        try:
+            return {u.user_id: u for u in self._read_users(collection, wanted)}
+        except CollectionGone:
+            raise _not_found(collection.collection_id) from None
+
     def list_users(
         self,
         collection: CollectionRecord,
@@ -538,6 +549,11 @@ class Store(ABC):
     @abstractmethod
     def _read_user(self, collection: CollectionRecord, user_id: str) -> UserRecord | None:
         """The user, or None; CollectionGone if the collection is."""
+
+    @abstractmethod
+    def _read_users(self, collection: CollectionRecord, user_ids: list[str]) -> list[UserRecord]:
+        """The users among ``user_ids`` (distinct) that exist; CollectionGone if the collection
+        is gone."""
 
     @abstractmethod
     def _scan_users(

@@ -730,6 +730,9 @@ class DynamoDBStore(Store):
     def _read_user(self, collection: CollectionRecord, user_id: str) -> UserRecord | None:
         return self.users.read_user(collection, user_id)
 
+    def _read_users(self, collection: CollectionRecord, user_ids: list[str]) -> list[UserRecord]:
+        return self.users.read_users(collection, user_ids)
+
     def _scan_users(
         self, collection: CollectionRecord, after: str | None, limit: int
     ) -> list[UserRecord]:

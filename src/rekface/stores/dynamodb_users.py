@@ -116,6 +116,11 @@ class DynamoUserWrites:
         )
         return None if item is None else user_record(item)
 
+    def read_users(self, collection: CollectionRecord, user_ids: list[str]) -> list[UserRecord]:
+        self._check_collection(collection)
+        keys = [user_key(collection.incarnation, u) for u in user_ids]
+        return [user_record(item) for item in self.s._batch_get(keys)]
+
     def scan_users(
         self, collection: CollectionRecord, after: str | None, limit: int
     ) -> list[UserRecord]:

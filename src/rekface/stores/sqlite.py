@@ -568,6 +568,20 @@ class SqliteStore(Store):
             self._current(conn, collection)
             return self._user_row(conn, collection.incarnation, user_id)
 
+    def _read_users(self, collection: CollectionRecord, user_ids: list[str]) -> list[UserRecord]:
+        out: list[UserRecord] = []
+        with self._read() as conn:
+            self._current(conn, collection)
+            for i in range(0, len(user_ids), 500):  # under SQLite's bound-parameter limit
+                chunk = user_ids[i : i + 500]
+                rows = conn.execute(
+                    "SELECT user_id, status, face_count FROM users WHERE incarnation = ? "
+                    f"AND user_id IN ({','.join('?' * len(chunk))})",
+                    (collection.incarnation, *chunk),
+                ).fetchall()
+                out.extend(UserRecord(*row) for row in rows)
+        return out
+
     def _scan_users(
         self, collection: CollectionRecord, after: str | None, limit: int
     ) -> list[UserRecord]:
