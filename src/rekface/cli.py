@@ -49,7 +49,20 @@ def main(argv: list[str] | None = None) -> int:
     move.add_argument("--batch", type=int, default=500, help="faces per write (<= 500)")
     move.add_argument("--checkpoint-dir", type=Path, default=None, help="default: <data dir>/moves")
     gc = vsub.add_parser("gc", help="drop the vector indexes of deleted collections")
-    for p in (move, gc):
+    reindex = vsub.add_parser(
+        "reindex",
+        help="pgvector: rebuild collections' HNSW graphs with other build parameters (more "
+        "links per face: better recall, slower searches), while searches and writes go on",
+    )
+    reindex.add_argument("collections", nargs="+", metavar="COLLECTION_ID")
+    reindex.add_argument("--m", type=int, required=True, help="links per face (pgvector: 2-100)")
+    reindex.add_argument(
+        "--ef-construction",
+        type=int,
+        default=None,  # pg_schema.HNSW_EF_CONSTRUCTION (imported when used: numpy)
+        help="candidates kept while building (>= 2 m; default 128, as new collections)",
+    )
+    for p in (move, gc, reindex):
         p.add_argument("--data-dir", type=Path, default=None, help="the embedded store's dir")
         _search_options(p)
     args = parser.parse_args(argv)
@@ -70,7 +83,23 @@ def _search_options(p: argparse.ArgumentParser) -> None:
         help="face search backend (default REKFACE_SEARCH, else memory)",
     )
     p.add_argument("--pg-dsn", default=None, help="PostgreSQL DSN for --search pgvector")
+    p.add_argument(
+        "--pg-ef-search",
+        type=_ef_search,
+        default=None,
+        help="pgvector's hnsw.ef_search, 1-1000 (default REKFACE_PG_EF_SEARCH, else 200): "
+        "higher finds more of the true matches in large collections, more slowly",
+    )
     p.add_argument("--vector-bucket", default=None, help="S3 vector bucket for --search s3vectors")
+
+
+def _ef_search(raw: str) -> int:
+    from rekface.settings import PG_EF_SEARCH_RANGE
+
+    low, high = PG_EF_SEARCH_RANGE
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise argparse.ArgumentTypeError(f"must be an integer from {low} to {high}, got {raw!r}")
+    return int(raw)
 
 
 def _settings(args: argparse.Namespace):
@@ -85,6 +114,8 @@ def _settings(args: argparse.Namespace):
         changes["search"] = args.search
     if getattr(args, "pg_dsn", None) is not None:
         changes["pg_dsn"] = args.pg_dsn
+    if getattr(args, "pg_ef_search", None) is not None:
+        changes["pg_ef_search"] = args.pg_ef_search
     if getattr(args, "vector_bucket", None) is not None:
         changes["vector_bucket"] = args.vector_bucket
     return replace(settings, **changes)
@@ -144,6 +175,8 @@ def _vectors(args: argparse.Namespace) -> int:
         dropped = backend.drop_orphan_indexes()
         print(f"rekface: dropped {dropped} index(es) of deleted collections")
         return 0
+    if args.vectors_command == "reindex":
+        return _reindex(args, store, backend)
     checkpoints = args.checkpoint_dir or settings.data_dir / "moves"
     for collection_id in args.collections:
         bar = ProgressBar(collection_id)
@@ -165,6 +198,45 @@ def _vectors(args: argparse.Namespace) -> int:
             print("rekface: interrupted; run the same command again to resume", file=sys.stderr)
             return 130
         bar.close()
+    return 0
+
+
+def _reindex(args: argparse.Namespace, store, backend) -> int:
+    import time
+
+    from rekface.errors import RekognitionError
+    from rekface.search.pg_schema import HNSW_EF_CONSTRUCTION, check_graph_options
+    from rekface.search.pgvector import PgVectorSearch
+
+    if not isinstance(backend, PgVectorSearch):
+        print("rekface: reindex is for --search pgvector (HNSW graphs)", file=sys.stderr)
+        return 2
+    ef_construction = HNSW_EF_CONSTRUCTION if args.ef_construction is None else args.ef_construction
+    try:
+        check_graph_options(args.m, ef_construction)
+    except ValueError as exc:
+        print(f"rekface: {exc}", file=sys.stderr)
+        return 2
+    for collection_id in args.collections:
+        started = time.monotonic()
+        try:
+            graphs = backend.rebuild_graphs(
+                store.get_collection(collection_id), args.m, ef_construction
+            )
+        except RekognitionError as exc:
+            print(f"rekface: {collection_id}: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("rekface: interrupted; run the same command again to finish", file=sys.stderr)
+            return 130
+        built = ", ".join(
+            f"{g.index} (m {g.m}, ef_construction {g.ef_construction}, {g.bytes / 2**20:,.1f} MiB)"
+            for g in graphs
+        )
+        print(
+            f"rekface: {collection_id}: rebuilt in {time.monotonic() - started:.1f} s: "
+            f"{built or 'nothing written yet'}"
+        )
     return 0
 
 

@@ -14,6 +14,10 @@ from pathlib import Path
 REPO_MODELS_DIR = Path(__file__).resolve().parents[2] / "layers" / "models"
 LAMBDA_LAYER_MODELS_DIR = Path("/opt/models")
 SEARCH_BACKENDS = ("memory", "s3vectors", "pgvector")
+# pgvector's hnsw.ef_search: candidates kept while walking the graph (pgvector allows 1-1000).
+# 200 measured: same-person recall 100 % / 99.83 % on real faces at 1 M, p50 ~9-13 ms (README).
+DEFAULT_PG_EF_SEARCH = 200
+PG_EF_SEARCH_RANGE = (1, 1000)
 
 
 def _env_int(env: dict[str, str], name: str, default: int) -> int:
@@ -24,6 +28,13 @@ def _env_int(env: dict[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def pg_ef_search(value: int) -> int:
+    low, high = PG_EF_SEARCH_RANGE
+    if not low <= value <= high:
+        raise ValueError(f"REKFACE_PG_EF_SEARCH must be between {low} and {high}, got {value}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,7 @@ class Settings:
     vector_bucket: str = ""
     vector_index_prefix: str = "rekface-"
     pg_dsn: str = ""
+    pg_ef_search: int = DEFAULT_PG_EF_SEARCH
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -74,6 +86,7 @@ class Settings:
             vector_bucket=env.get("REKFACE_VECTOR_BUCKET") or "",
             vector_index_prefix=env.get("REKFACE_VECTOR_INDEX_PREFIX") or "rekface-",
             pg_dsn=env.get("REKFACE_PG_DSN") or "",
+            pg_ef_search=pg_ef_search(_env_int(env, "REKFACE_PG_EF_SEARCH", DEFAULT_PG_EF_SEARCH)),
         )
 
     def model_dirs(self) -> list[Path]:

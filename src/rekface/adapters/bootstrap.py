@@ -67,7 +67,7 @@ def build_search(settings: Settings, store: Store, s3vectors_client: Any = None)
 
         if not settings.pg_dsn:
             raise RuntimeError("REKFACE_SEARCH=pgvector needs REKFACE_PG_DSN")
-        backend = PgVectorSearch(store, settings.pg_dsn)
+        backend = PgVectorSearch(store, settings.pg_dsn, ef_search=settings.pg_ef_search)
         # Connect (and migrate the schema) now: a missing package or an unreachable server is
         # a start-up error, not a 500 on the first request.
         try:

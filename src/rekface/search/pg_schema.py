@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 _LOCK_ID = 0x7265_6B66  # "rekf": the advisory lock that serialises migrations
@@ -20,6 +21,9 @@ USERS_PREFIX = "rekface_users_"
 # better same-person recall at the same ef_search, benchmarks/pgvector_scale.py).
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 128
+# pgvector's limits on the build parameters (and ef_construction >= 2 m).
+HNSW_M_RANGE = (2, 100)
+HNSW_EF_CONSTRUCTION_RANGE = (4, 1000)
 
 MIGRATIONS: list[str] = [
     # 1: the vectors, one partition per collection incarnation, an HNSW graph per partition.
@@ -113,8 +117,73 @@ def ensure_partition(conn: Any, incarnation: str) -> None:
         with conn.transaction():
             # Two writers of a new collection at once: one creates, the other waits, finds it.
             conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_ID, name))
-            if conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is None:
+            if not exists(conn, name):
                 conn.execute(f"CREATE TABLE {name} PARTITION OF {parent} FOR VALUES IN ('{inc}')")
+
+
+def exists(conn: Any, table: str) -> bool:
+    return conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is not None
+
+
+def check_graph_options(m: int, ef_construction: int) -> None:
+    """ValueError, in pgvector's terms, for build parameters it would refuse."""
+    (m_low, m_high), (ef_low, ef_high) = HNSW_M_RANGE, HNSW_EF_CONSTRUCTION_RANGE
+    if not m_low <= m <= m_high:
+        raise ValueError(f"m must be between {m_low} and {m_high}, got {m}")
+    if not ef_low <= ef_construction <= ef_high:
+        raise ValueError(
+            f"ef_construction must be between {ef_low} and {ef_high}, got {ef_construction}"
+        )
+    if ef_construction < 2 * m:
+        raise ValueError(f"ef_construction must be at least 2 m ({2 * m}), got {ef_construction}")
+
+
+@dataclass(frozen=True)
+class GraphOptions:
+    index: str
+    m: int
+    ef_construction: int
+    bytes: int
+
+
+def graph_options(conn: Any, table: str) -> GraphOptions:
+    """The HNSW index of a partition and the parameters it was built with (pgvector's defaults,
+    16 and 64, when its options name none)."""
+    row = conn.execute(
+        "SELECT c.relname, c.reloptions, pg_relation_size(c.oid) FROM pg_index i "
+        "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
+        "WHERE i.indrelid = %s::regclass AND a.amname = 'hnsw' AND i.indisvalid",
+        (table,),
+    ).fetchone()
+    if row is None:  # dropped by hand: the parent's index declares one for every partition
+        raise LookupError(f"{table} has no HNSW index")
+    name, options, size = row
+    given = dict(o.split("=", 1) for o in options or [])
+    return GraphOptions(
+        name, int(given.get("m", 16)), int(given.get("ef_construction", 64)), int(size)
+    )
+
+
+def rebuild_graph(conn: Any, table: str, m: int, ef_construction: int) -> GraphOptions:
+    """Rebuild a partition's HNSW graph with new build parameters, without blocking searches or
+    writes (REINDEX CONCURRENTLY builds a new graph beside the old one, then swaps them). The
+    index stays attached to the parent's, whose definition new collections still get (HNSW_M).
+
+    ``conn`` must be in autocommit (REINDEX CONCURRENTLY refuses a transaction). Interrupted,
+    it leaves an invalid copy named ``<index>_ccnew``: dropped here first, so running it again
+    is the way to finish."""
+    check_graph_options(m, ef_construction)
+    leftovers = conn.execute(
+        "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE i.indrelid = %s::regclass AND NOT i.indisvalid",
+        (table,),
+    ).fetchall()
+    for (name,) in leftovers:
+        conn.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
+    index = graph_options(conn, table).index
+    conn.execute(f'ALTER INDEX "{index}" SET (m = {m}, ef_construction = {ef_construction})')
+    conn.execute(f'REINDEX INDEX CONCURRENTLY "{index}"')
+    return graph_options(conn, table)
 
 
 def drop_partition(conn: Any, incarnation: str) -> None:

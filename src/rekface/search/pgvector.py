@@ -12,7 +12,8 @@ collection next to a 20-million-face one would be scanned for tuples that never 
 Queries:
 - A collection below ``exact_below`` faces (the record's FaceCount) is searched exactly (a
   sequential scan of its partition: faster than the graph at that size, and exact).
-- Above, the HNSW graph with ``hnsw.ef_search`` = max(``ef_search``, k) (200 by default) and
+- Above, the HNSW graph with ``hnsw.ef_search`` = max(``ef_search``, k) (REKFACE_PG_EF_SEARCH,
+  200 by default) and
   ``hnsw.iterative_scan = relaxed_order`` (so that a filter, e.g. faces of users, still yields k
   rows), nearest first; the threshold is applied outside the scan (a materialized CTE), as
   pgvector recommends for distance filters, so the graph walk stops at k.
@@ -32,10 +33,10 @@ import numpy as np
 
 from rekface.search import pg_schema
 from rekface.search.indexed import Candidates, IndexedSearch, Vector
+from rekface.settings import DEFAULT_PG_EF_SEARCH
 from rekface.stores.base import Store
 from rekface.stores.records import CollectionRecord
 
-DEFAULT_EF_SEARCH = 200  # measured: p50 ~9 ms at 1 M faces (README)
 DEFAULT_EXACT_BELOW = 20_000
 MAX_TOP_K = 10_000
 _POOL_SIZE = 8
@@ -99,7 +100,7 @@ class PgVectorSearch(IndexedSearch):
         self,
         store: Store,
         dsn: str,
-        ef_search: int = DEFAULT_EF_SEARCH,
+        ef_search: int = DEFAULT_PG_EF_SEARCH,
         exact_below: int = DEFAULT_EXACT_BELOW,
         pool: ConnectionPool | None = None,
     ) -> None:
@@ -265,6 +266,21 @@ class PgVectorSearch(IndexedSearch):
                 (uuid.UUID(collection.incarnation), user_ids),
             ).fetchall()
         return {r[0]: (r[1].to_numpy().astype(np.float32), int(r[2])) for r in rows}
+
+    def rebuild_graphs(
+        self, collection: CollectionRecord, m: int, ef_construction: int
+    ) -> list[pg_schema.GraphOptions]:
+        """Rebuild the collection's HNSW graphs (faces, users' centroids) with other build
+        parameters, while searches and writes go on; returns the graphs' options, now."""
+        with self.pool.connection() as conn:
+            return [
+                pg_schema.rebuild_graph(conn, table, m, ef_construction)
+                for table in (
+                    pg_schema.partition_name(collection.incarnation),
+                    pg_schema.users_partition_name(collection.incarnation),
+                )
+                if pg_schema.exists(conn, table)
+            ]
 
     def _drop(self, incarnation: str) -> None:
         self._partitions.discard(incarnation)
