@@ -135,7 +135,10 @@ def test_reindex_rebuilds_a_collections_graphs_with_new_parameters(
         assert conn.execute("SELECT to_regclass('tuned_ccnew')").fetchone()[0] is not None
     capsys.readouterr()
 
-    assert main(["vectors", "reindex", "tuned", "--m", "24", "--ef-construction", "60", *args]) == 0
+    tune = ["vectors", "reindex", "tuned", "--m", "24", "--ef-construction", "60"]
+    assert main([*tune, "--maintenance-work-mem", "lots", *args]) == 1
+    assert 'invalid value for parameter "maintenance_work_mem": "lots"' in capsys.readouterr().err
+    assert main([*tune, "--maintenance-work-mem", "256MB", *args]) == 0
     out = capsys.readouterr().out
     assert out.startswith("rekface: tuned: rebuilt in ")
     assert out.count("(m 24, ef_construction 60, ") == 2  # the faces' and the users' graphs
