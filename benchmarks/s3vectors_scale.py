@@ -31,32 +31,17 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.pgvector_scale import IdentityModel, collection_of  # noqa: E402
+from benchmarks.pgvector_scale import (  # noqa: E402
+    IdentityModel,
+    collection_of,
+    real_or_synthetic_seed,
+)
 from rekface.engine.calibrate import load_calibration  # noqa: E402
 from rekface.search.exact import top_k  # noqa: E402
 from rekface.search.indexed import OVER_FETCH  # noqa: E402
 from rekface.search.s3vectors import DIMENSION, PUT_BATCH, WRITE_RATE, WriteRate  # noqa: E402
 
 MAX_FACES = 80
-
-
-def real_or_synthetic_seed(
-    rng: np.random.Generator, synthetic: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """The real embeddings of ../shared/faces when they can be computed here, else a small
-    synthetic seed population (so the script runs anywhere)."""
-    try:
-        if synthetic:
-            raise RuntimeError("--synthetic-seed")
-        from benchmarks.pgvector_scale import real_embeddings
-
-        return real_embeddings()
-    except Exception as exc:
-        print(f"(no real embeddings: {exc}; seeding synthetic people)")
-        centres = rng.standard_normal((200, DIMENSION))
-        people = np.repeat(np.arange(200), 4)
-        v = centres[people] + 0.15 * rng.standard_normal((800, DIMENSION))
-        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32), people
 
 
 def stats(ms: list[float]) -> str:
