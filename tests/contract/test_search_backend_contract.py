@@ -489,3 +489,41 @@ def test_an_interrupted_move_resumes_where_it_stopped(store, indexed, tmp_path, 
     assert answer(indexed, store, fresh, probe, 70, -1.0) == brute_force(
         store, fresh, probe, 70, -1.0
     )
+
+
+@pytest.mark.parametrize("kind", ["pgvector"], indirect=True)
+def test_pgvector_plans_follow_the_path_whatever_ran_before(store, indexed):
+    """A search sets the session's planner settings only when they change, so they outlive it on
+    the pooled connection: the exact scan after a graph walk must still scan the table (not the
+    primary key, not the graph), and a graph walk after it must walk the HNSW graph, for faces
+    and users' centroids alike; and each search is one statement once they are set."""
+    from rekface.search import pg_schema
+    from rekface.search.pgvector import nearest_sql
+
+    rng = np.random.default_rng(19)
+    collection, faces = gallery(store, indexed, rng, images=1, name="plans")
+    indexed._put_users(collection, [("u1", faces[0].embedding, 1)])
+    params = {"query": faces[0].embedding, "k": 96, "max_distance": 2.0}
+    tables = (
+        (pg_schema.partition_name(collection.incarnation), "face_id", "embedding"),
+        (pg_schema.users_partition_name(collection.incarnation), "user_id", "centroid"),
+    )
+    with indexed.pool.connection() as conn:
+        for exact in (False, True, False, True):
+            indexed.pool.configure(conn, indexed._settings(exact, 96))
+            for table, key, column in tables:
+                sql = "EXPLAIN " + nearest_sql(table, key, column, exact)
+                plan = "\n".join(row[0] for row in conn.execute(sql, params).fetchall())
+                assert ("Seq Scan" in plan) == exact, plan
+                assert ("hnsw" in plan or "_idx" in plan) == (not exact), plan
+                assert "pkey" not in plan, plan
+        # Settings sent once per change, in one statement; none when they are as wanted.
+        sent: list[str] = []
+        real_execute = conn.execute
+        conn.execute = lambda sql, *a, **kw: sent.append(sql) or real_execute(sql, *a, **kw)
+        try:
+            for exact in (False, False, True, True, False):
+                indexed.pool.configure(conn, indexed._settings(exact, 96))
+        finally:
+            del conn.execute
+    assert len(sent) == 3 and all(sql.startswith("SELECT set_config(") for sql in sent)

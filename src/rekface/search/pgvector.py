@@ -25,6 +25,7 @@ import contextlib
 import queue
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -42,6 +43,29 @@ MAX_TOP_K = 10_000
 _POOL_SIZE = 8
 
 
+def nearest_sql(table: str, key: str, column: str, exact: bool) -> str:
+    """The k nearest rows of a partition within a distance (parameters ``query``, ``k``,
+    ``max_distance``), nearest first. The partition itself, not the parent with "incarnation =
+    ...": with no filter left, the only plans are its HNSW graph and a scan of every row.
+
+    - exact: every distance (a materialized CTE without ORDER BY, which the graph cannot
+      serve), then the threshold, then the top k;
+    - graph: the graph's k nearest, then the threshold outside the walk (pgvector's advice for
+      distance filters: a filter inside would make the walk go on past k).
+    The two texts differ, which also keeps psycopg's prepared plans apart."""
+    if exact:
+        return (
+            f"WITH scored AS MATERIALIZED (SELECT {key}, {column} <=> %(query)s AS d "
+            f"FROM {table}) SELECT {key}, d FROM scored WHERE d <= %(max_distance)s "
+            f"ORDER BY d LIMIT %(k)s"
+        )
+    return (
+        f"WITH nearest AS MATERIALIZED (SELECT {key}, {column} <=> %(query)s AS d "
+        f"FROM {table} ORDER BY d LIMIT %(k)s) "
+        f"SELECT {key}, d FROM nearest WHERE d <= %(max_distance)s ORDER BY d"
+    )
+
+
 class ConnectionPool:
     """A few psycopg connections (autocommit; transactions where needed), one per thread at a
     time. Connections are opened on demand and checked before reuse."""
@@ -52,6 +76,8 @@ class ConnectionPool:
         self._slots = threading.BoundedSemaphore(size)
         self._schema_lock = threading.Lock()
         self._schema_ready = False
+        # Each connection's session settings (configure); forgotten with the connection.
+        self._sessions: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
 
     def _open(self) -> Any:
         import psycopg
@@ -84,6 +110,20 @@ class ConnectionPool:
                 with contextlib.suppress(Exception):  # closing a broken connection
                     conn.close()
             self._slots.release()
+
+    def configure(self, conn: Any, settings: dict[str, str]) -> None:
+        """Session settings for the next query, sent (in one statement) only where they differ
+        from what the connection has, so that a search is one round trip to the database where
+        BEGIN, three SET LOCAL, the query and COMMIT made six (each a wake-up of the server
+        process and of this one; across a network, a network round trip too). The settings
+        stay on the connection: the pool's other statements (primary-key reads, writes, DDL)
+        plan the same with them, and the two searches set each one they rely on."""
+        current = self._sessions.setdefault(conn, {})
+        changed = {name: value for name, value in settings.items() if current.get(name) != value}
+        if changed:
+            calls = ", ".join("set_config(%s, %s, false)" for _ in changed)
+            conn.execute(f"SELECT {calls}", [x for item in changed.items() for x in item])
+            current.update(changed)
 
     def close(self) -> None:
         while True:
@@ -187,39 +227,28 @@ class PgVectorSearch(IndexedSearch):
     ) -> Candidates:
         import psycopg.errors
 
-        # The partition itself, not the parent with "incarnation = ...": with no filter left,
-        # the only ordered plans are the partition's HNSW graph and a full sort, and the
-        # settings below pick one (the planner would otherwise walk the primary key and sort).
-        if exact:
-            settings = {"enable_indexscan": "off"}
-        else:
-            settings = {
-                "enable_seqscan": "off",
-                # pgvector's maximum is 1000
-                "hnsw.ef_search": str(max(self.ef_search, min(k, 1000))),
-                "hnsw.iterative_scan": "relaxed_order",
-            }
         with self.pool.connection() as conn:
+            self.pool.configure(conn, self._settings(exact, k))
             try:
-                # Pipeline mode: BEGIN, the settings and the query go in one round trip and
-                # COMMIT in a second, instead of one each; on a database across a network
-                # (Aurora from a Lambda) a round trip costs ~0.3-1 ms.
-                with conn.pipeline(), conn.transaction():
-                    for name, value in settings.items():
-                        conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-                    cur = conn.execute(
-                        f"WITH nearest AS MATERIALIZED (SELECT {key}, {column} <=> %s AS d "
-                        f"FROM {table} ORDER BY d LIMIT %s) "
-                        f"SELECT {key}, d FROM nearest WHERE d <= %s ORDER BY d",
-                        (query, k, 1.0 - min_cosine),
-                    )
-                rows = cur.fetchall()
+                rows = conn.execute(
+                    nearest_sql(table, key, column, exact),
+                    {"query": query, "k": k, "max_distance": 1.0 - min_cosine},
+                ).fetchall()
             except psycopg.errors.UndefinedTable:  # nothing was ever written
                 return Candidates([], [], True)
         # Fewer than k rows within the threshold: none further is within it either.
         return Candidates(
             [str(r[0]) for r in rows], [1.0 - float(r[1]) for r in rows], len(rows) < k
         )
+
+    def _settings(self, exact: bool, k: int) -> dict[str, str]:
+        if exact:  # sequential scans on, else the planner would read in primary-key order
+            return {"enable_seqscan": "on"}
+        return {
+            "enable_seqscan": "off",  # else the planner may choose to sort a large k itself
+            "hnsw.ef_search": str(max(self.ef_search, min(k, 1000))),  # pgvector's maximum
+            "hnsw.iterative_scan": "relaxed_order",
+        }
 
     def _face_users(self, collection: CollectionRecord, face_ids: list[str]) -> dict[str, str]:
         with self.pool.connection() as conn:
