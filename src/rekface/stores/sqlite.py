@@ -551,17 +551,13 @@ class SqliteStore(Store):
     def _face_rows(
         self, conn: sqlite3.Connection, inc: str, face_ids: list[str], embeddings: bool
     ) -> list[FaceRecord]:
-        out: list[FaceRecord] = []
-        wanted = list(dict.fromkeys(face_ids))
-        for i in range(0, len(wanted), 500):  # under SQLite's bound-parameter limit
-            chunk = wanted[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = conn.execute(
-                f"SELECT {_FACE_COLUMNS} FROM faces WHERE incarnation = ? AND face_id IN ({marks})",
-                (inc, *(id_bytes(f) for f in chunk)),
-            ).fetchall()
-            out.extend(self._face(r, embeddings) for r in rows)
-        return out
+        rows = _select_in(
+            conn,
+            f"SELECT {_FACE_COLUMNS} FROM faces WHERE incarnation = ? AND face_id IN ({{}})",
+            inc,
+            [id_bytes(f) for f in dict.fromkeys(face_ids)],
+        )
+        return [self._face(r, embeddings) for r in rows]
 
     def _read_user(self, collection: CollectionRecord, user_id: str) -> UserRecord | None:
         with self._read() as conn:
@@ -569,18 +565,16 @@ class SqliteStore(Store):
             return self._user_row(conn, collection.incarnation, user_id)
 
     def _read_users(self, collection: CollectionRecord, user_ids: list[str]) -> list[UserRecord]:
-        out: list[UserRecord] = []
         with self._read() as conn:
             self._current(conn, collection)
-            for i in range(0, len(user_ids), 500):  # under SQLite's bound-parameter limit
-                chunk = user_ids[i : i + 500]
-                rows = conn.execute(
-                    "SELECT user_id, status, face_count FROM users WHERE incarnation = ? "
-                    f"AND user_id IN ({','.join('?' * len(chunk))})",
-                    (collection.incarnation, *chunk),
-                ).fetchall()
-                out.extend(UserRecord(*row) for row in rows)
-        return out
+            rows = _select_in(
+                conn,
+                "SELECT user_id, status, face_count FROM users WHERE incarnation = ? "
+                "AND user_id IN ({})",
+                collection.incarnation,
+                user_ids,
+            )
+        return [UserRecord(*row) for row in rows]
 
     def _scan_users(
         self, collection: CollectionRecord, after: str | None, limit: int
@@ -626,6 +620,16 @@ class SqliteStore(Store):
                 "SELECT key, value FROM tags WHERE incarnation = ?", (record.incarnation,)
             ).fetchall()
         return dict(rows)
+
+
+def _select_in(conn: sqlite3.Connection, sql: str, inc: str, keys: list) -> list[tuple]:
+    """The rows of ``sql`` (an incarnation parameter, then ``IN ({})``) for every key, asked
+    500 keys at a time: under SQLite's bound-parameter limit."""
+    rows: list[tuple] = []
+    for i in range(0, len(keys), 500):
+        chunk = keys[i : i + 500]
+        rows += conn.execute(sql.format(",".join("?" * len(chunk))), (inc, *chunk)).fetchall()
+    return rows
 
 
 def _after(face_id: str | None) -> bytes:
