@@ -7,6 +7,7 @@ bootstrap can build them with explicit values.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,9 +38,25 @@ def pg_ef_search(value: int) -> int:
     return value
 
 
+def _paths(raw: str) -> tuple[Path, ...]:
+    return tuple(Path(p) for p in raw.split(os.pathsep) if p)
+
+
+def face_model_version(value: str) -> str:
+    """The API's pattern for FaceModelVersion: [0-9.]+ (a pack's ``face_model_version``)."""
+    if not re.fullmatch(r"[0-9.]+", value):
+        raise ValueError(f"REKFACE_FACE_MODEL_VERSION must match [0-9.]+, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     models_dir: Path | None = None  # None: resolve REKFACE_MODELS_DIR, /opt/models, layers/models
+    # Recognizer packs added to the built-in ones (REKFACE_PACKS_DIR, os.pathsep-separated: each a
+    # pack folder or a folder of packs), and the face model version new collections get and
+    # CompareFaces uses (REKFACE_FACE_MODEL_VERSION; see rekface.engine.packs).
+    packs_dirs: tuple[Path, ...] = ()
+    face_model_version: str = "1.0"
     region: str = "us-east-1"
     account_id: str = "000000000000"
     store: str = "sqlite"  # "sqlite" (rekface serve) or "dynamodb" (AWS)
@@ -74,6 +91,8 @@ class Settings:
             raise ValueError(f"REKFACE_SEARCH must be one of {SEARCH_BACKENDS}, got {search!r}")
         return cls(
             models_dir=Path(models) if models else None,
+            packs_dirs=_paths(env.get("REKFACE_PACKS_DIR", "")),
+            face_model_version=face_model_version(env.get("REKFACE_FACE_MODEL_VERSION") or "1.0"),
             region=region or "us-east-1",
             account_id=env.get("REKFACE_ACCOUNT_ID") or "000000000000",
             store=store,

@@ -84,7 +84,8 @@ def test_wheels_are_for_the_lambda_runtime(layers):
     )
     assert not list(site.rglob("*.cpython-311.pyc"))
     assert (layers / "models" / "models" / "retinaface_mnet025.onnx").is_file()
-    assert (layers / "rekface" / "python" / "rekface" / "engine" / "calibration.json").is_file()
+    pack = layers / "rekface" / "python" / "rekface" / "engine" / "packs" / "1.0"
+    assert (pack / "calibration.json").is_file() and (pack / "pack.json").is_file()
 
 
 SMOKE = r"""

@@ -1,18 +1,17 @@
 """The committed Similarity calibration: monotonic, 0..100, and meeting its documented bounds."""
 
 import json
-from importlib import resources
 
 import numpy as np
 import pytest
 
-from rekface.engine.calibrate import from_dict, load_calibration
+from rekface.engine.calibrate import BUILTIN_CALIBRATION, from_dict, load_calibration
 from rekface.engine.models import RECOGNIZER
 
 
 @pytest.fixture(scope="module")
 def fitted() -> dict:
-    return json.loads(resources.files("rekface.engine").joinpath("calibration.json").read_text())
+    return json.loads(BUILTIN_CALIBRATION.read_text())
 
 
 def test_map_is_monotonic_and_spans_0_to_100():

@@ -1,5 +1,5 @@
 """Fit the cosine -> Similarity calibration on ../shared/faces and write it to
-src/rekface/engine/calibration.json.
+src/rekface/engine/packs/1.0/calibration.json (the built-in pack 1.0).
 
 Data: the labelled face of every photo of identities/ through the product's engine (detect ->
 align -> embed with flip); all same-person pairs and all cross-person pairs (never pairing a
@@ -42,7 +42,7 @@ from rekface.engine.faces import FaceEngine  # noqa: E402
 from rekface.engine.models import RECOGNIZER  # noqa: E402
 from rekface.settings import Settings  # noqa: E402
 
-OUT = REPO / "src" / "rekface" / "engine" / "calibration.json"
+OUT = REPO / "src" / "rekface" / "engine" / "packs" / "1.0" / "calibration.json"
 TARGETS = (
     (10.0, 0.5),
     (30.0, 0.1),

@@ -2,9 +2,11 @@
 
 The map is piecewise linear through knots fitted by ``tools/calibration/fit_similarity.py`` on
 every same-identity and cross-identity pair of ../shared/faces/identities, and committed in
-``calibration.json`` beside this module. The knots put Similarity 80, 90 and 99 at cosines whose
-measured false-match rates are at most 1e-3, 1e-4 and 1e-5 (see the JSON's ``measured`` block and
-the README). Being monotonic, thresholds on Similarity and on cosine are interchangeable, which
+``packs/1.0/calibration.json`` beside this module (the built-in pack 1.0; every recognizer pack
+carries its own, see ``rekface.engine.packs``). The knots put Similarity 80, 90 and 99 at cosines
+whose measured false-match rates are at most 1e-3, 1e-4 and 1e-5 (see the JSON's ``measured``
+block and the README). Being monotonic, thresholds on Similarity and on cosine are
+interchangeable, which
 search uses to filter in cosine space.
 """
 
@@ -42,7 +44,15 @@ def from_dict(data: dict) -> Calibration:
     return Calibration(cosines=cos, similarities=sim, model=data["model"])
 
 
+# The built-in pack 1.0's calibration (its pack folder is rekface/engine/packs/1.0/).
+BUILTIN_CALIBRATION = (
+    resources.files("rekface.engine").joinpath("packs").joinpath("1.0").joinpath("calibration.json")
+)
+
+
 @functools.cache
 def load_calibration() -> Calibration:
-    text = resources.files("rekface.engine").joinpath("calibration.json").read_text()
+    """The built-in pack 1.0's map (dlib ResNet); other packs' maps are read by
+    ``rekface.engine.packs.read_calibration``."""
+    text = BUILTIN_CALIBRATION.read_text()
     return from_dict(json.loads(text))
