@@ -11,7 +11,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from rekface.settings import SEARCH_BACKENDS
+from rekface.settings import SEARCH_BACKENDS, STORES
 
 DEFAULT_PORT = 8765
 
@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         "(the store of REKFACE_STORE; deleted collections are already invisible)",
     )
     purge.add_argument("--data-dir", type=Path, default=None, help="the embedded store's dir")
+    _store_options(purge)
+    purge.add_argument("--pg-dsn", default=None, help="PostgreSQL DSN for --store postgres")
     vectors = sub.add_parser(
         "vectors", help="the vector indexes of a search backend on S3 Vectors or pgvector"
     )
@@ -81,14 +83,27 @@ def main(argv: list[str] | None = None) -> int:
     return 2  # pragma: no cover - argparse rejects other commands
 
 
+def _store_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--store",
+        choices=STORES,
+        default=None,
+        help="where collections, faces and users are kept (default REKFACE_STORE, else sqlite); "
+        "postgres: the database of --pg-dsn, shared by several servers",
+    )
+
+
 def _search_options(p: argparse.ArgumentParser) -> None:
+    _store_options(p)
     p.add_argument(
         "--search",
         choices=SEARCH_BACKENDS,
         default=None,
         help="face search backend (default REKFACE_SEARCH, else memory)",
     )
-    p.add_argument("--pg-dsn", default=None, help="PostgreSQL DSN for --search pgvector")
+    p.add_argument(
+        "--pg-dsn", default=None, help="PostgreSQL DSN for --store postgres and --search pgvector"
+    )
     p.add_argument(
         "--pg-ef-search",
         type=_ef_search,
@@ -116,6 +131,8 @@ def _settings(args: argparse.Namespace):
     changes = {}
     if getattr(args, "data_dir", None) is not None:
         changes["data_dir"] = args.data_dir
+    if getattr(args, "store", None) is not None:
+        changes["store"] = args.store
     if getattr(args, "search", None) is not None:
         changes["search"] = args.search
     if getattr(args, "pg_dsn", None) is not None:

@@ -19,6 +19,13 @@ SEARCH_BACKENDS = ("memory", "s3vectors", "pgvector")
 # 200 measured: same-person recall 100 % / 99.83 % on real faces at 1 M, p50 ~9-13 ms (README).
 DEFAULT_PG_EF_SEARCH = 200
 PG_EF_SEARCH_RANGE = (1, 1000)
+STORES = ("sqlite", "dynamodb", "postgres")
+# The PostgreSQL store's connections per process: one per serving thread is enough (each request
+# holds one for a few statements at most).
+DEFAULT_PG_POOL_SIZE = 10
+# A statement running longer than this is cancelled by the server (a lock wait included), so a
+# stuck database surfaces as an error instead of a request that never ends.
+DEFAULT_PG_STATEMENT_TIMEOUT_MS = 30_000
 
 
 def _env_int(env: dict[str, str], name: str, default: int) -> int:
@@ -29,6 +36,13 @@ def _env_int(env: dict[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _at_least(low: int, name: str, env: dict[str, str], default: int) -> int:
+    value = _env_int(env, name, default)
+    if value < low:
+        raise ValueError(f"{name} must be at least {low}, got {value}")
+    return value
 
 
 def pg_ef_search(value: int) -> int:
@@ -59,12 +73,13 @@ class Settings:
     face_model_version: str = "1.0"
     region: str = "us-east-1"
     account_id: str = "000000000000"
-    store: str = "sqlite"  # "sqlite" (rekface serve) or "dynamodb" (AWS)
+    store: str = "sqlite"  # "sqlite" (rekface serve), "dynamodb" (AWS) or "postgres" (replicas)
     data_dir: Path = field(default_factory=lambda: Path.home() / ".rekface")
     table_name: str = "rekface"
-    # Secret that signs pagination tokens (HMAC). Local default is fixed so tokens survive restarts;
-    # the AWS stack sets a per-deployment secret.
-    token_secret: str = "rekface-local"
+    # Secret that signs pagination tokens (HMAC); "" when REKFACE_TOKEN_SECRET is unset (the
+    # bootstrap then picks one per store: the PostgreSQL store keeps a random one in its database,
+    # shared by every replica). The AWS stack sets a per-deployment secret.
+    token_secret: str = ""
     # onnxruntime intra-op threads per session (0 = onnxruntime's default: one per core).
     threads: int = 0
     # DynamoDB table of the S3 flows' idempotency records (AWS only; the CDK stack sets it).
@@ -76,6 +91,11 @@ class Settings:
     vector_index_prefix: str = "rekface-"
     pg_dsn: str = ""
     pg_ef_search: int = DEFAULT_PG_EF_SEARCH
+    # The PostgreSQL store (REKFACE_STORE=postgres, at REKFACE_PG_DSN): connections per process
+    # (replicas x this must stay under the server's max_connections) and the longest a statement
+    # may run before the server cancels it (ms; 0: the server's own setting).
+    pg_pool_size: int = DEFAULT_PG_POOL_SIZE
+    pg_statement_timeout_ms: int = DEFAULT_PG_STATEMENT_TIMEOUT_MS
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -84,8 +104,8 @@ class Settings:
         models = env.get("REKFACE_MODELS_DIR")
         data_dir = env.get("REKFACE_DATA_DIR")
         store = env.get("REKFACE_STORE", "sqlite")
-        if store not in ("sqlite", "dynamodb"):
-            raise ValueError(f"REKFACE_STORE must be 'sqlite' or 'dynamodb', got {store!r}")
+        if store not in STORES:
+            raise ValueError(f"REKFACE_STORE must be one of {STORES}, got {store!r}")
         search = env.get("REKFACE_SEARCH") or "memory"
         if search not in SEARCH_BACKENDS:
             raise ValueError(f"REKFACE_SEARCH must be one of {SEARCH_BACKENDS}, got {search!r}")
@@ -98,7 +118,7 @@ class Settings:
             store=store,
             data_dir=Path(data_dir) if data_dir else Path.home() / ".rekface",
             table_name=env.get("REKFACE_TABLE_NAME") or "rekface",
-            token_secret=env.get("REKFACE_TOKEN_SECRET") or "rekface-local",
+            token_secret=env.get("REKFACE_TOKEN_SECRET") or "",
             threads=_env_int(env, "REKFACE_THREADS", 0),
             idempotency_table=env.get("REKFACE_IDEMPOTENCY_TABLE") or "",
             search=search,
@@ -106,6 +126,10 @@ class Settings:
             vector_index_prefix=env.get("REKFACE_VECTOR_INDEX_PREFIX") or "rekface-",
             pg_dsn=env.get("REKFACE_PG_DSN") or "",
             pg_ef_search=pg_ef_search(_env_int(env, "REKFACE_PG_EF_SEARCH", DEFAULT_PG_EF_SEARCH)),
+            pg_pool_size=_at_least(1, "REKFACE_PG_POOL_SIZE", env, DEFAULT_PG_POOL_SIZE),
+            pg_statement_timeout_ms=_at_least(
+                0, "REKFACE_PG_STATEMENT_TIMEOUT_MS", env, DEFAULT_PG_STATEMENT_TIMEOUT_MS
+            ),
         )
 
     def model_dirs(self) -> list[Path]:

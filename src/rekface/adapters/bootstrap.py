@@ -17,8 +17,12 @@ if TYPE_CHECKING:
 
 
 def build_store(settings: Settings, dynamodb_client: Any = None) -> Store:
-    """REKFACE_STORE: ``sqlite`` (default; a file under REKFACE_DATA_DIR / ``--data-dir``) or
-    ``dynamodb`` (the table REKFACE_TABLE_NAME, with the standard AWS configuration chain)."""
+    """REKFACE_STORE: ``sqlite`` (default; a file under REKFACE_DATA_DIR / ``--data-dir``),
+    ``dynamodb`` (the table REKFACE_TABLE_NAME, with the standard AWS configuration chain) or
+    ``postgres`` (the database REKFACE_PG_DSN, shared by any number of replicas; needs the
+    ``postgres`` extra)."""
+    if settings.store == "postgres":
+        return _postgres_store(settings)
     if settings.store == "dynamodb":
         from rekface.stores.dynamodb import DynamoDBStore
 
@@ -26,10 +30,38 @@ def build_store(settings: Settings, dynamodb_client: Any = None) -> Store:
             import boto3
 
             dynamodb_client = boto3.client("dynamodb", region_name=settings.region)
-        return DynamoDBStore(dynamodb_client, settings.table_name, settings.token_secret)
+        return DynamoDBStore(dynamodb_client, settings.table_name, settings.token_secret or LOCAL)
     from rekface.stores.sqlite import SqliteStore
 
-    return SqliteStore.in_dir(settings.data_dir, settings.token_secret)
+    return SqliteStore.in_dir(settings.data_dir, settings.token_secret or LOCAL)
+
+
+# The token secret of the SQLite and DynamoDB stores when REKFACE_TOKEN_SECRET is unset (what
+# they used before it could be unset; the PostgreSQL store keeps a random one in its database).
+LOCAL = "rekface-local"
+
+
+def _postgres_store(settings: Settings) -> Store:
+    """Without REKFACE_TOKEN_SECRET, the secret the database keeps (made at random by the first
+    replica), so that a pagination token of one replica verifies on every other."""
+    if not settings.pg_dsn:
+        raise RuntimeError("REKFACE_STORE=postgres needs REKFACE_PG_DSN (or --pg-dsn)")
+    try:
+        from rekface.stores.postgres import PostgresStore
+    except ImportError as exc:
+        raise RuntimeError(
+            f"REKFACE_STORE=postgres needs the postgres extra (pip install 'rekface[postgres]'): "
+            f"{exc}"
+        ) from exc
+    try:
+        return PostgresStore(
+            settings.pg_dsn,
+            settings.token_secret or None,
+            pool_size=settings.pg_pool_size,
+            statement_timeout_ms=settings.pg_statement_timeout_ms,
+        )
+    except Exception as exc:  # psycopg.OperationalError and kin: the DSN's server
+        raise RuntimeError(f"cannot use PostgreSQL at REKFACE_PG_DSN: {exc}") from exc
 
 
 def build_search(settings: Settings, store: Store, s3vectors_client: Any = None) -> SearchBackend:

@@ -1,6 +1,12 @@
 """rekface's own schema in PostgreSQL: numbered migrations, applied once, in order, under an
 advisory lock (many processes may start at once), recorded in ``rekface_schema``.
 
+One database serves both the store (``stores.postgres``: collections, faces, users, tags,
+request tokens) and the pgvector search backend (``search.pgvector``: vectors and HNSW graphs).
+Each migration belongs to one of those parts, and each user applies the parts it needs: the store
+alone runs on a PostgreSQL without the pgvector extension (a plain RDS or Debian server), and
+adding pgvector search later applies the vectors' migrations to the same database.
+
 A new version of rekface adds a migration at the end of ``MIGRATIONS``; it never edits one that
 shipped. Partitions (one per collection incarnation) are created and dropped at run time.
 """
@@ -25,9 +31,21 @@ HNSW_EF_CONSTRUCTION = 128
 HNSW_M_RANGE = (2, 100)
 HNSW_EF_CONSTRUCTION_RANGE = (4, 1000)
 
-MIGRATIONS: list[str] = [
+VECTORS = "vectors"  # the pgvector search backend's tables (needs the vector extension)
+STORE = "store"  # the PostgreSQL store's tables (plain PostgreSQL)
+
+
+@dataclass(frozen=True)
+class Migration:
+    part: str  # VECTORS or STORE
+    sql: str
+
+
+MIGRATIONS: list[Migration] = [
     # 1: the vectors, one partition per collection incarnation, an HNSW graph per partition.
-    f"""
+    Migration(
+        VECTORS,
+        f"""
     CREATE EXTENSION IF NOT EXISTS vector;
     CREATE TABLE rekface_vectors (
         incarnation uuid NOT NULL,
@@ -41,8 +59,11 @@ MIGRATIONS: list[str] = [
         USING hnsw (embedding vector_cosine_ops)
         WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION});
     """,
+    ),
     # 2: users' centroids (SearchUsers), partitioned and indexed the same way.
-    f"""
+    Migration(
+        VECTORS,
+        f"""
     CREATE TABLE rekface_user_vectors (
         incarnation uuid NOT NULL,
         user_id text NOT NULL,
@@ -54,6 +75,69 @@ MIGRATIONS: list[str] = [
         USING hnsw (centroid vector_cosine_ops)
         WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION});
     """,
+    ),
+    # 3: the store (stores.postgres). Every item of a collection is keyed by its incarnation.
+    # Ids and keys that pages are ordered by are COLLATE "C" (byte order, as Python compares
+    # str), so that "after this id" in a pagination token means the same as ORDER BY. A face's
+    # ``vector`` is box 4 x f32, confidence f32, embedding D x f32 (little-endian): D is the
+    # collection's recognizer's (FaceModelVersion), not fixed by the schema.
+    Migration(
+        STORE,
+        """
+    CREATE TABLE rekface_collections (
+        collection_id text COLLATE "C" PRIMARY KEY,
+        incarnation uuid NOT NULL UNIQUE,
+        created double precision NOT NULL,
+        face_model_version text NOT NULL,
+        face_count bigint NOT NULL DEFAULT 0,
+        user_count bigint NOT NULL DEFAULT 0,
+        version bigint NOT NULL DEFAULT 0
+    );
+    CREATE TABLE rekface_tags (
+        incarnation uuid NOT NULL,
+        key text COLLATE "C" NOT NULL,
+        value text NOT NULL,
+        PRIMARY KEY (incarnation, key)
+    );
+    CREATE TABLE rekface_faces (
+        incarnation uuid NOT NULL,
+        face_id uuid NOT NULL,
+        image_id uuid NOT NULL,
+        external_image_id text,
+        user_id text COLLATE "C",
+        vector bytea NOT NULL CHECK (length(vector) % 4 = 0 AND length(vector) > 20),
+        PRIMARY KEY (incarnation, face_id)
+    );
+    CREATE INDEX rekface_faces_by_user ON rekface_faces (incarnation, user_id, face_id)
+        WHERE user_id IS NOT NULL;
+    CREATE TABLE rekface_users (
+        incarnation uuid NOT NULL,
+        user_id text COLLATE "C" NOT NULL,
+        status text NOT NULL,
+        face_count int NOT NULL DEFAULT 0,
+        created double precision NOT NULL,
+        PRIMARY KEY (incarnation, user_id)
+    );
+    CREATE TABLE rekface_requests (
+        incarnation uuid NOT NULL,
+        operation text NOT NULL,
+        token text NOT NULL,
+        request_digest text NOT NULL,
+        response text NOT NULL,
+        expires double precision NOT NULL,
+        PRIMARY KEY (incarnation, operation, token)
+    );
+    CREATE TABLE rekface_purges (
+        incarnation uuid PRIMARY KEY,
+        collection_id text NOT NULL,
+        retired double precision NOT NULL
+    );
+    CREATE TABLE rekface_secrets (
+        name text PRIMARY KEY,
+        value text NOT NULL
+    );
+    """,
+    ),
 ]
 
 
@@ -73,16 +157,27 @@ def translated_errors() -> Iterator[None]:
         raise
 
 
-def version(conn: Any) -> int:
+def applied(conn: Any) -> set[int]:
+    """The numbers of the migrations this database has run."""
     exists = conn.execute("SELECT to_regclass('rekface_schema')").fetchone()[0]
     if exists is None:
-        return 0
-    return conn.execute("SELECT COALESCE(MAX(version), 0) FROM rekface_schema").fetchone()[0]
+        return set()
+    return {r[0] for r in conn.execute("SELECT version FROM rekface_schema").fetchall()}
 
 
-def migrate(conn: Any) -> int:
-    """Bring the schema to the latest version; returns how many migrations ran."""
-    if version(conn) == len(MIGRATIONS):
+def pending(done: set[int], parts: tuple[str, ...]) -> list[int]:
+    """The numbers of the migrations of ``parts`` not in ``done``, in order."""
+    return [
+        number
+        for number, m in enumerate(MIGRATIONS, start=1)
+        if m.part in parts and number not in done
+    ]
+
+
+def migrate(conn: Any, parts: tuple[str, ...] = (VECTORS,)) -> int:
+    """Run the migrations of ``parts`` that this database has not run; returns how many ran.
+    ``conn`` must be in autocommit (the migrations run in one transaction of their own)."""
+    if not pending(applied(conn), parts):
         return 0
     ran = 0
     with conn.transaction():
@@ -91,9 +186,8 @@ def migrate(conn: Any) -> int:
             "CREATE TABLE IF NOT EXISTS rekface_schema ("
             "version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        current = version(conn)  # again, under the lock
-        for number, sql in enumerate(MIGRATIONS[current:], start=current + 1):
-            conn.execute(sql)
+        for number in pending(applied(conn), parts):  # again, under the lock
+            conn.execute(MIGRATIONS[number - 1].sql)
             conn.execute("INSERT INTO rekface_schema (version) VALUES (%s)", (number,))
             ran += 1
     return ran
