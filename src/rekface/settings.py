@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,17 @@ DEFAULT_PG_POOL_SIZE = 10
 # A statement running longer than this is cancelled by the server (a lock wait included), so a
 # stuck database surfaces as an error instead of a request that never ends.
 DEFAULT_PG_STATEMENT_TIMEOUT_MS = 30_000
+
+
+def default_data_dir(store: str, env: dict[str, str]) -> Path:
+    """Where REKFACE_DATA_DIR points by default. Only the SQLite store keeps its data there, so only
+    it asks the system for the home directory: ``Path.home()`` fails for a uid with no passwd entry
+    and no HOME (Lambda's runtime, a container run as an arbitrary uid). Other stores use $HOME when
+    it is set (the CLI's `vectors move` checkpoints), else the temporary directory."""
+    if store == "sqlite":
+        return Path.home() / ".rekface"
+    home = env.get("HOME")
+    return Path(home) / ".rekface" if home else Path(tempfile.gettempdir()) / "rekface"
 
 
 def _env_int(env: dict[str, str], name: str, default: int) -> int:
@@ -116,7 +128,7 @@ class Settings:
             region=region or "us-east-1",
             account_id=env.get("REKFACE_ACCOUNT_ID") or "000000000000",
             store=store,
-            data_dir=Path(data_dir) if data_dir else Path.home() / ".rekface",
+            data_dir=Path(data_dir) if data_dir else default_data_dir(store, env),
             table_name=env.get("REKFACE_TABLE_NAME") or "rekface",
             token_secret=env.get("REKFACE_TOKEN_SECRET") or "",
             threads=_env_int(env, "REKFACE_THREADS", 0),

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 from rekface.adapters.s3 import S3ImageFetcher
-from rekface.engine.faces import FaceEngine
 from rekface.operations.context import Context
 from rekface.search.base import SearchBackend
 from rekface.search.memory import InMemoryExactSearch
@@ -14,6 +14,7 @@ from rekface.stores.base import Store
 
 if TYPE_CHECKING:
     from rekface.adapters.lambda_s3 import S3Flows
+    from rekface.engine.faces import FaceEngine
 
 
 def build_store(settings: Settings, dynamodb_client: Any = None) -> Store:
@@ -116,12 +117,37 @@ def build_search(settings: Settings, store: Store, s3vectors_client: Any = None)
     return InMemoryExactSearch(store)
 
 
-def build_context(settings: Settings | None = None, engine: FaceEngine | None = None) -> Context:
+class LazyFaceEngine:
+    """A FaceEngine that imports the engine (numpy, onnxruntime, Pillow) on first use: the Lambda
+    functions that never decode an image (collections, faces, users, tags) never pay for it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._engine: FaceEngine | None = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    from rekface.engine.faces import FaceEngine
+
+                    self._engine = FaceEngine(self._settings)
+        return getattr(self._engine, name)
+
+
+def build_context(
+    settings: Settings | None = None, engine: FaceEngine | LazyFaceEngine | None = None
+) -> Context:
     settings = settings or Settings.from_env()
     store = build_store(settings)
+    if engine is None:
+        from rekface.engine.faces import FaceEngine
+
+        engine = FaceEngine(settings)
     return Context(
         settings=settings,
-        engine=engine or FaceEngine(settings),
+        engine=engine,  # type: ignore[arg-type]  # a LazyFaceEngine stands in for one
         images=S3ImageFetcher(),
         store=store,
         search=build_search(settings, store),

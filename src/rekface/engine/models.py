@@ -14,10 +14,12 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-
-import onnxruntime as ort
+from typing import TYPE_CHECKING
 
 from rekface.settings import Settings
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,10 @@ class SessionCache:
 
     def _create(self, spec: ModelSpec) -> ort.InferenceSession:
         data = read_verified(spec, self._settings)
+        # Imported here, not at module level: the store imports this module (packs), and a
+        # process that never runs a model (a data Lambda function) should not load onnxruntime.
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         options.log_severity_level = 3
         # onnxruntime's own default (0) undercounts cores in some VMs; ask for them explicitly.

@@ -28,14 +28,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnxruntime as ort
 
 from rekface.engine.calibrate import Calibration, from_dict
 from rekface.engine.models import ModelLoadError
 from rekface.settings import Settings
+
+if TYPE_CHECKING:
+    import onnxruntime as ort  # annotations only: the store imports this module
 
 DEFAULT_FACE_MODEL_VERSION = "1.0"
 # The botocore model's pattern for IndexFacesModelVersion and friends.
