@@ -9,14 +9,13 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from rekface.adapters.dispatch import Dispatcher
-from rekface.adapters.server import RekfaceServer, make_server, serve_in_thread
+from rekface.adapters.server import RekfaceServer, create_server, serve_in_thread
 from rekface.operations.context import Context
 
 
-def start(ctx: Context) -> tuple[RekfaceServer, Any]:
+def start(ctx: Context, **options: Any) -> tuple[RekfaceServer, Any]:
     """Serve ``ctx`` on a free loopback port; the caller shuts the server down."""
-    server = make_server(Dispatcher(ctx), "127.0.0.1", 0)
+    server = create_server(ctx, "127.0.0.1", 0, **options)
     serve_in_thread(server)
     host, port = server.server_address[:2]
     return server, client_for(f"http://{host}:{port}")
@@ -32,7 +31,7 @@ def client_for(url: str) -> Any:
 
 
 def stop(server: RekfaceServer) -> None:
-    server.shutdown()
+    server.shutdown(grace=5)
     server.server_close()
 
 

@@ -6,11 +6,11 @@ deleted collections."""
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+from rekface import serve as serve_options
 from rekface.settings import SEARCH_BACKENDS, STORES
 
 DEFAULT_PORT = 8765
@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="where the embedded store keeps collections (default ~/.rekface)",
     )
-    serve.add_argument("--verbose", action="store_true", help="log every request")
+    serve.add_argument("--verbose", action="store_true", help="log at INFO level")
+    serve_options.add_arguments(serve)
     _search_options(serve)
     purge = sub.add_parser(
         "purge",
@@ -282,42 +283,9 @@ def _purge(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    from rekface.adapters.bootstrap import build_context
-    from rekface.adapters.dispatch import Dispatcher
-    from rekface.adapters.server import make_server
-    from rekface.engine.models import ModelLoadError
+    from rekface import serve
 
-    settings = _settings(args)
-    try:
-        ctx = build_context(settings)
-    except RuntimeError as exc:
-        # A store file of another schema version, a search backend without its settings
-        # (--pg-dsn, --vector-bucket), its package or a reachable engine.
-        print(f"rekface: {exc}", file=sys.stderr)
-        return 2
-    try:
-        ctx.engine.warm_up()  # fail now, with the model's name, rather than on the first request
-    except ModelLoadError as exc:
-        print(f"rekface: {exc}", file=sys.stderr)
-        return 1
-    try:
-        server = make_server(Dispatcher(ctx), args.host, args.port)
-    except OSError as exc:
-        print(f"rekface: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
-    host, port = server.server_address[:2]
-    print(f"rekface listening on http://{host}:{port}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return serve.run(args, _settings(args))
 
 
 if __name__ == "__main__":

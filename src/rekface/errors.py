@@ -94,6 +94,29 @@ class UnknownOperationException(RekognitionError):
     code = "UnknownOperationException"
 
 
+# Authentication errors, as every AWS JSON service answers a request it cannot attribute to a
+# caller (``rekface serve --credentials``). botocore maps them by ``__type``; the messages are the
+# service's own, and say no more than AWS says about which part was wrong.
+
+
+class MissingAuthenticationTokenException(RekognitionError):
+    code = "MissingAuthenticationTokenException"
+    status = 403
+
+
+class IncompleteSignatureException(RekognitionError):
+    code = "IncompleteSignatureException"
+
+
+class InvalidSignatureException(RekognitionError):
+    code = "InvalidSignatureException"
+    status = 403
+
+
+class UnrecognizedClientException(RekognitionError):
+    code = "UnrecognizedClientException"
+
+
 ALL_ERRORS: dict[str, type[RekognitionError]] = {
     cls.code: cls
     for cls in (
@@ -113,5 +136,9 @@ ALL_ERRORS: dict[str, type[RekognitionError]] = {
         ThrottlingException,
         SerializationException,
         UnknownOperationException,
+        MissingAuthenticationTokenException,
+        IncompleteSignatureException,
+        InvalidSignatureException,
+        UnrecognizedClientException,
     )
 }

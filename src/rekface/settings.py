@@ -108,6 +108,9 @@ class Settings:
     # may run before the server cancels it (ms; 0: the server's own setting).
     pg_pool_size: int = DEFAULT_PG_POOL_SIZE
     pg_statement_timeout_ms: int = DEFAULT_PG_STATEMENT_TIMEOUT_MS
+    # Images decoded at once per process (REKFACE_MAX_DECODES): each may take up to
+    # rekface.engine.decode.DECODE_BUDGET (256 MB), so 2 keep 4 worst-case requests under 1 GB.
+    max_decodes: int = 2
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -142,6 +145,7 @@ class Settings:
             pg_statement_timeout_ms=_at_least(
                 0, "REKFACE_PG_STATEMENT_TIMEOUT_MS", env, DEFAULT_PG_STATEMENT_TIMEOUT_MS
             ),
+            max_decodes=_at_least(1, "REKFACE_MAX_DECODES", env, 2),
         )
 
     def model_dirs(self) -> list[Path]:
@@ -149,3 +153,32 @@ class Settings:
         if self.models_dir is not None:
             return [self.models_dir]
         return [LAMBDA_LAYER_MODELS_DIR, REPO_MODELS_DIR]
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """`rekface serve`'s network-facing settings (REKFACE_* variables; the CLI's flags override)."""
+
+    credentials: Path | None = None  # AWS shared-credentials INI: SigV4 required when set
+    allow_anonymous: bool = False  # serve without credentials on a non-loopback address
+    metrics_address: str = ""  # HOST:PORT of a separate /metrics listener ("" = none)
+    max_inflight: int = 0  # image operations at work at once (0 = one per core)
+    max_queue: int = -1  # image operations waiting for a turn (-1 = twice max_inflight)
+    max_connections: int = 200
+    idle_timeout: float = 60.0  # seconds a keep-alive connection may sit without a request
+    request_timeout: float = 60.0  # seconds for a request's headers and body to arrive
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> ServeSettings:
+        env = dict(os.environ if env is None else env)
+        credentials = env.get("REKFACE_CREDENTIALS")
+        return cls(
+            credentials=Path(credentials) if credentials else None,
+            allow_anonymous=env.get("REKFACE_ALLOW_ANONYMOUS", "").lower() in ("1", "true", "yes"),
+            metrics_address=env.get("REKFACE_METRICS_ADDRESS") or "",
+            max_inflight=_at_least(0, "REKFACE_MAX_INFLIGHT", env, 0),
+            max_queue=_at_least(-1, "REKFACE_MAX_QUEUE", env, -1),
+            max_connections=_at_least(1, "REKFACE_MAX_CONNECTIONS", env, 200),
+            idle_timeout=float(_at_least(1, "REKFACE_IDLE_TIMEOUT", env, 60)),
+            request_timeout=float(_at_least(1, "REKFACE_REQUEST_TIMEOUT", env, 60)),
+        )

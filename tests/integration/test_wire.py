@@ -6,17 +6,19 @@ import base64
 import json
 import urllib.error
 import urllib.request
+from email.message import Message
 
 import pytest
 
 
-def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict, dict]:
+def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Message, dict]:
+    """Status, headers (looked up case-insensitively, as HTTP means them) and JSON body."""
     req = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, dict(resp.headers), json.loads(resp.read())
+            return resp.status, resp.headers, json.loads(resp.read())
     except urllib.error.HTTPError as err:
-        return err.code, dict(err.headers), json.loads(err.read())
+        return err.code, err.headers, json.loads(err.read())
 
 
 def target(name: str) -> dict[str, str]:

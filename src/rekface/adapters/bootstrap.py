@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rekface.adapters.s3 import S3ImageFetcher
@@ -34,7 +37,37 @@ def build_store(settings: Settings, dynamodb_client: Any = None) -> Store:
         return DynamoDBStore(dynamodb_client, settings.table_name, settings.token_secret or LOCAL)
     from rekface.stores.sqlite import SqliteStore
 
-    return SqliteStore.in_dir(settings.data_dir, settings.token_secret or LOCAL)
+    return SqliteStore.in_dir(
+        settings.data_dir, settings.token_secret or data_dir_token_secret(settings.data_dir)
+    )
+
+
+TOKEN_SECRET_FILE = "token-secret"
+
+
+def data_dir_token_secret(data_dir: Path) -> str:
+    """The SQLite store's token secret without REKFACE_TOKEN_SECRET: random, made once and kept
+    beside the database (mode 0600), so tokens survive restarts but no other server (and no one
+    who read rekface's source) can forge or replay them."""
+    path = Path(data_dir) / TOKEN_SECRET_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written whole under a temporary name, then linked into place: link() fails if the file
+    # exists, so of two processes starting at once one wins and both read the same full secret.
+    tmp = path.with_name(f".{TOKEN_SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(32) + "\n")
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_text().strip()
 
 
 # The token secret of the SQLite and DynamoDB stores when REKFACE_TOKEN_SECRET is unset (what

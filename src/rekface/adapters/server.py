@@ -1,116 +1,203 @@
-"""`rekface serve`: the Rekognition wire protocol on localhost.
+"""`rekface serve`'s HTTP server: waitress, with bounded connections, timeouts and a graceful stop.
 
-- ``POST /`` with ``X-Amz-Target: RekognitionService.<Operation>`` (what boto3 and the AWS CLI
-  send, signed or not: any SigV4 signature is accepted in local mode);
-- ``POST /<operation-in-kebab-case>`` (e.g. ``/compare-faces``), the REST routes the AWS
-  deployment's API Gateway also has, with the same JSON body;
-- ``GET /health`` for readiness checks.
+Why waitress (measured in docs/serve-hardening.md against the standard library's server):
+connections are read by one asynchronous loop and only complete requests reach the fixed pool of
+worker threads, so idle, slow (slowloris) and stalled-body connections cost a socket and a small
+buffer, not a thread; bodies over 512 KB spill to a temporary file instead of memory; it caps
+connections and stops accepting (instead of spinning) at the cap; pure Python, maintained, no C
+extension to build on Lambda-like or slim images.
 
-Requests are served concurrently (one thread each); the engine's sessions are shared.
+Added here, because waitress has no such setting: a deadline for a whole request to arrive
+(headers and body), so a client dribbling one byte a minute is closed like an idle one; the cap
+on connections lowered to what the process's file-descriptor limit allows; and a stop on SIGTERM
+that stops accepting, lets the requests already received finish, then exits.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import resource
+import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+import time
+from dataclasses import dataclass
 
-from rekface.adapters.dispatch import Dispatcher, WireResponse
-from rekface.adapters.wire import CONTENT_TYPE, encode_error
-from rekface.errors import ImageTooLargeException, RekognitionError, UnknownOperationException
-from rekface.spec.operations import OPERATIONS
+from waitress.channel import HTTPChannel
+from waitress.server import TcpWSGIServer
+
+from rekface.adapters.admission import Gate
+from rekface.adapters.credentials import Authority
+from rekface.adapters.dispatch import Dispatcher
+from rekface.adapters.http_app import MAX_BODY, Gates, RekfaceApp
+from rekface.operations.context import Context
+from rekface.settings import ServeSettings
 
 log = logging.getLogger("rekface.server")
 
-# 5 MB of image as base64 is ~7 MB; a body above this cannot be a valid request.
-MAX_BODY = 8 * 1024 * 1024
-_ROUTES = {op.route: op.name for op in OPERATIONS}
+_FD_RESERVE = 64  # descriptors kept for model files, the store, logs and S3 clients
 
 
-class RekognitionHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: boto3 reuses connections
-    server_version = "rekface"
-    # Headers and body go out in two writes; with Nagle's algorithm on, the body waits for the
-    # client's delayed ACK (~40 ms per request on keep-alive connections, measured).
-    disable_nagle_algorithm = True
-    dispatcher: Dispatcher  # set on the subclass built by make_server
+@dataclass(frozen=True)
+class Limits:
+    max_connections: int = 200
+    idle_timeout: float = 60.0  # a keep-alive connection with no request
+    request_timeout: float = 60.0  # for all of a request's headers and body to arrive
+    threads: int = 8
+    backlog: int = 1024
 
-    def do_POST(self) -> None:
-        body = self._read_body()
-        if body is None:
-            return
-        path = self.path.split("?", 1)[0]
-        if path == "/":
-            self._send(self.dispatcher.handle_target(self.headers.get("X-Amz-Target"), body))
-        elif path in _ROUTES:
-            self._send(self.dispatcher.handle_operation(_ROUTES[path], body))
-        else:
-            self._send_error(404, UnknownOperationException(f"No operation at POST {path}"))
 
-    def do_GET(self) -> None:
-        if self.path.split("?", 1)[0] == "/health":
-            self._send(WireResponse(200, b'{"status":"ok"}', {"Content-Type": "application/json"}))
-        else:
-            self._send_error(404, UnknownOperationException(f"No operation at GET {self.path}"))
+class _Channel(HTTPChannel):
+    """Remembers when the request being received started, for the request deadline."""
 
-    def _read_body(self) -> bytes | None:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0:
-            self._send_error(400, RekognitionError("Invalid Content-Length"))
-            return None
-        if length > MAX_BODY:
-            # Drain what was sent so the client reads our answer instead of a reset connection.
-            remaining = length
-            while remaining > 0:
-                chunk = self.rfile.read(min(remaining, 1 << 20))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-            self._send_error(
-                400,
-                ImageTooLargeException(
-                    f"Request body is {length} bytes: the maximum is {MAX_BODY}"
-                ),
-            )
-            return None
-        return self.rfile.read(length)
+    request_started = 0.0
 
-    def _send_error(self, status: int, err: RekognitionError) -> None:
-        self._send(
-            WireResponse(
-                status,
-                encode_error(err),
-                {"Content-Type": CONTENT_TYPE, "x-amzn-ErrorType": err.code},
-            )
+    def received(self, data: bytes) -> bool:
+        if self.request is None and data:
+            self.request_started = time.time()
+        return super().received(data)
+
+
+class RekfaceServer(TcpWSGIServer):
+    channel_class = _Channel
+    request_timeout = 60.0
+    app: RekfaceApp  # ours (waitress may wrap it in middleware as self.application)
+
+    def maintenance(self, now: float) -> None:
+        super().maintenance(now)  # idle keep-alive connections (channel_timeout)
+        cutoff = now - self.request_timeout
+        for channel in list(self.active_channels.values()):
+            if channel.request is not None and channel.request_started < cutoff:
+                channel.will_close = True
+
+    @property
+    def server_address(self) -> tuple[str, int]:
+        return self.effective_host, self.effective_port
+
+    def stop_accepting(self) -> None:
+        """Close the listening socket: new connections are refused, open ones are served."""
+        if self.accepting:
+            self.accepting = False
+            self.del_channel()
+            self.socket.close()
+
+    def busy(self) -> bool:
+        return self.app.active > 0 or any(
+            ch.requests or ch.total_outbufs_len for ch in list(self.active_channels.values())
         )
 
-    def _send(self, response: WireResponse) -> None:
-        self.send_response(response.status)
-        for k, v in response.headers.items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        self.wfile.write(response.body)
+    def shutdown(self, grace: float = 30.0) -> None:
+        """Stop accepting, wait (up to ``grace`` s) for the requests received, stop the loop."""
+        self.pull_trigger_call(self.stop_accepting)
+        deadline = time.monotonic() + grace
+        time.sleep(0.05)
+        while self.busy() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.pull_trigger_call(self._close_all)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.info("%s %s", self.address_string(), format % args)
+    def pull_trigger_call(self, thunk) -> None:
+        """Run ``thunk`` in the server's loop thread (waitress's objects are not thread-safe)."""
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                thunk()
+            finally:
+                done.set()
+
+        self.trigger.pull_trigger(run)
+        done.wait(5)
+
+    def _close_all(self) -> None:
+        for channel in list(self._map.values()):
+            channel.close()
+
+    def server_close(self) -> None:
+        self.task_dispatcher.shutdown(timeout=5)
 
 
-class RekfaceServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+def connection_cap(wanted: int) -> int:
+    """At most what the file-descriptor limit allows, so accept() never fails with EMFILE."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(8, min(wanted, soft - _FD_RESERVE))
 
 
-def make_server(dispatcher: Dispatcher, host: str, port: int) -> RekfaceServer:
-    handler = type("BoundRekognitionHandler", (RekognitionHandler,), {"dispatcher": dispatcher})
-    return RekfaceServer((host, port), handler)
+# Non-image operations (store reads/writes, searches by id: milliseconds each) at once, and waiting.
+OTHER_INFLIGHT = 8
+OTHER_QUEUE = 16
+MAX_WAIT = 10.0  # seconds a queued request waits for a turn before ThrottlingException
+_SPARE_THREADS = 4  # always free for /health, /metrics and quick refusals
+
+
+def create_server(
+    ctx: Context,
+    host: str,
+    port: int,
+    *,
+    authority: Authority | None = None,
+    options: ServeSettings | None = None,
+    metrics_on_api_listener: bool = True,
+) -> RekfaceServer:
+    """The server of ``ctx`` with the gates and limits of ``options``; call ``run()`` to serve."""
+    options = options or ServeSettings()
+    inflight = options.max_inflight or os.cpu_count() or 1
+    queue = 2 * inflight if options.max_queue < 0 else options.max_queue
+    gates = Gates(
+        images=Gate("images", inflight, queue, MAX_WAIT),
+        other=Gate("other", OTHER_INFLIGHT, OTHER_QUEUE, MAX_WAIT),
+    )
+    app = RekfaceApp(Dispatcher(ctx), gates, authority, metrics_on_api_listener)
+    limits = Limits(
+        max_connections=options.max_connections,
+        idle_timeout=options.idle_timeout,
+        request_timeout=options.request_timeout,
+        # A thread for every request a gate may hold, plus spares: a request is never stuck in
+        # waitress's queue behind requests that only wait for a gate.
+        threads=sum(g.in_use() for g in gates) + _SPARE_THREADS,
+    )
+    return make_server(app, host, port, limits)
+
+
+def make_server(
+    app: RekfaceApp, host: str, port: int, limits: Limits | None = None
+) -> RekfaceServer:
+    limits = limits or Limits()
+    server = RekfaceServer(
+        app,
+        host=host,
+        port=port,
+        threads=limits.threads,
+        connection_limit=connection_cap(limits.max_connections),
+        channel_timeout=int(max(1, limits.idle_timeout)),
+        cleanup_interval=1,
+        backlog=limits.backlog,
+        # Twice the API's cap: a larger body is refused by waitress with 413 before it is read;
+        # a body up to this is buffered (on disk past 512 KB) and refused by the application with
+        # the service's ImageTooLargeException.
+        max_request_body_size=2 * MAX_BODY,
+        ident="rekface",
+        expose_tracebacks=False,
+        log_socket_errors=False,
+    )
+    server.request_timeout = limits.request_timeout
+    server.app = app
+    return server
 
 
 def serve_in_thread(server: RekfaceServer) -> threading.Thread:
-    thread = threading.Thread(target=server.serve_forever, name="rekface-server", daemon=True)
+    thread = threading.Thread(target=server.run, name="rekface-server", daemon=True)
     thread.start()
     return thread
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address ``host`` resolves to is a loopback address."""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except socket.gaierror:
+        return False
+    import ipaddress
+
+    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)

@@ -19,6 +19,13 @@ from rekface.errors import RekognitionError, SerializationException
 from rekface.spec.model import input_shape
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
+# Deeper than any Rekognition request shape (the deepest is 4); deeper bodies are refused before
+# anything walks them, so no recursion in the codec, the validator or its messages can overflow.
+MAX_DEPTH = 32
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def decode_request(operation: str, body: bytes | str) -> dict[str, Any]:
@@ -31,12 +38,32 @@ def decode_request(operation: str, body: bytes | str) -> dict[str, Any]:
     if not body.strip():
         body = "{}"  # botocore sends "{}" for no parameters; an empty body means the same
     try:
-        value = json.loads(body)
+        value = json.loads(body, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
-        raise SerializationException(f"Request body is not valid JSON: {exc}") from exc
+        raise SerializationException(f"Request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise SerializationException(
+            f"Request body is nested deeper than {MAX_DEPTH} levels"
+        ) from None
+    except ValueError as exc:  # NaN/Infinity, an integer of more than 4,300 digits
+        raise SerializationException(f"Request body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(value, dict):
         raise SerializationException("Request body must be a JSON object")
+    if _depth_exceeds(value, MAX_DEPTH):
+        raise SerializationException(f"Request body is nested deeper than {MAX_DEPTH} levels")
     return _decode_blobs(input_shape(operation), value, operation)
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether any container in ``value`` is nested more than ``limit`` deep (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
 
 
 def _decode_blobs(shape: Shape, value: Any, path: str) -> Any:
