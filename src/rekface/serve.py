@@ -67,7 +67,8 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
         "--max-connections",
         type=int,
         default=None,
-        help="open connections at most (REKFACE_MAX_CONNECTIONS; default 200)",
+        help="open connections at most (REKFACE_MAX_CONNECTIONS; default 1000, less if the "
+        "file-descriptor limit requires); at the cap, idle connections are closed first",
     )
     serve.add_argument(
         "--idle-timeout",

@@ -164,7 +164,7 @@ class ServeSettings:
     metrics_address: str = ""  # HOST:PORT of a separate /metrics listener ("" = none)
     max_inflight: int = 0  # image operations at work at once (0 = one per core)
     max_queue: int = -1  # image operations waiting for a turn (-1 = twice max_inflight)
-    max_connections: int = 200
+    max_connections: int = 1000
     idle_timeout: float = 60.0  # seconds a keep-alive connection may sit without a request
     request_timeout: float = 60.0  # seconds for a request's headers and body to arrive
 
@@ -178,7 +178,7 @@ class ServeSettings:
             metrics_address=env.get("REKFACE_METRICS_ADDRESS") or "",
             max_inflight=_at_least(0, "REKFACE_MAX_INFLIGHT", env, 0),
             max_queue=_at_least(-1, "REKFACE_MAX_QUEUE", env, -1),
-            max_connections=_at_least(1, "REKFACE_MAX_CONNECTIONS", env, 200),
+            max_connections=_at_least(1, "REKFACE_MAX_CONNECTIONS", env, 1000),
             idle_timeout=float(_at_least(1, "REKFACE_IDLE_TIMEOUT", env, 60)),
             request_timeout=float(_at_least(1, "REKFACE_REQUEST_TIMEOUT", env, 60)),
         )

@@ -115,12 +115,18 @@ class RekfaceApp:
         request_id = new_request_id()
         operation = _ROUTES.get(path, "unknown")
         caller: Caller | None = None
+        unknown_target: RekognitionError | None = None
+        if path == "/":
+            try:
+                operation = operation_from_target(environ.get("HTTP_X_AMZ_TARGET"))
+            except RekognitionError as err:  # answered after authentication, as AWS does
+                unknown_target = err
         try:
             body = _read_body(environ)
             if self.authority is not None:
                 caller = self.authority.verifier.verify(_received(environ, body))
-            if path == "/":
-                operation = operation_from_target(environ.get("HTTP_X_AMZ_TARGET"))
+            if unknown_target is not None:
+                raise unknown_target
             with self.gates.for_operation(operation).enter():
                 authorize = None
                 if self.authority is not None and caller is not None:

@@ -35,12 +35,12 @@ from rekface.settings import ServeSettings
 
 log = logging.getLogger("rekface.server")
 
-_FD_RESERVE = 64  # descriptors kept for model files, the store, logs and S3 clients
+_FD_MARGIN = 32  # descriptors kept free for files, the store, logs and S3 clients
 
 
 @dataclass(frozen=True)
 class Limits:
-    max_connections: int = 200
+    max_connections: int = 1000
     idle_timeout: float = 60.0  # a keep-alive connection with no request
     request_timeout: float = 60.0  # for all of a request's headers and body to arrive
     threads: int = 8
@@ -62,6 +62,31 @@ class RekfaceServer(TcpWSGIServer):
     channel_class = _Channel
     request_timeout = 60.0
     app: RekfaceApp  # ours (waitress may wrap it in middleware as self.application)
+
+    def readable(self) -> bool:
+        if self.accepting and len(self._map) >= self.adj.connection_limit:
+            self._make_room(time.time())
+        return super().readable()
+
+    def _make_room(self, now: float) -> None:
+        """At the connection cap, close connections that hold a slot without using it (idle
+        keep-alives first, then requests still arriving after a second, oldest first), so new
+        clients are served instead of waiting for the timeouts. A connection whose request is
+        being answered is never closed. Clients reconnect, as they do for any keep-alive
+        connection the server closes."""
+        channels = [ch for ch in self.active_channels.values() if not ch.requests]
+        closing = sum(1 for ch in channels if ch.will_close)
+        wanted = max(1, self.adj.connection_limit // 10) - closing
+        if wanted <= 0:
+            return
+        open_ = [ch for ch in channels if not ch.will_close and not ch.total_outbufs_len]
+        idle = sorted((ch for ch in open_ if ch.request is None), key=lambda c: c.last_activity)
+        slow = sorted(
+            (ch for ch in open_ if ch.request is not None and now - ch.request_started > 1.0),
+            key=lambda c: c.request_started,
+        )
+        for channel in (idle + slow)[:wanted]:
+            channel.will_close = True
 
     def maintenance(self, now: float) -> None:
         super().maintenance(now)  # idle keep-alive connections (channel_timeout)
@@ -117,11 +142,17 @@ class RekfaceServer(TcpWSGIServer):
 
 
 def connection_cap(wanted: int) -> int:
-    """At most what the file-descriptor limit allows, so accept() never fails with EMFILE."""
+    """At most what the file-descriptor limit leaves (after the descriptors open now and a
+    margin for files, the store and S3 clients), so accept() never fails with EMFILE: waitress
+    stops accepting at its cap instead of spinning on a failing accept()."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return wanted
-    return max(8, min(wanted, soft - _FD_RESERVE))
+    try:
+        in_use = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        in_use = 64
+    return max(4, min(wanted, soft - in_use - _FD_MARGIN))
 
 
 # Non-image operations (store reads/writes, searches by id: milliseconds each) at once, and waiting.
