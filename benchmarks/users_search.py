@@ -54,6 +54,7 @@ from benchmarks.shared_faces import (  # noqa: E402
 )
 from rekface import operations  # noqa: E402
 from rekface.adapters.bootstrap import build_context  # noqa: E402
+from rekface.engine.calibrate import load_calibration  # noqa: E402
 from rekface.engine.decode import decode_image  # noqa: E402
 from rekface.operations.context import Context  # noqa: E402
 from rekface.operations.user_common import user_matches, user_similarity  # noqa: E402
@@ -295,7 +296,7 @@ def latency(ctx: Context, n_users: int, n_queries: int, rng: np.random.Generator
             uid,
             face_ids[u * FACES_PER_USER : (u + 1) * FACES_PER_USER],
             0.0,
-            user_similarity,
+            user_similarity(load_calibration()),
         )
     print(
         f"  stored: {len(flat)} faces in {t_faces:.1f} s, {n_users} users (CreateUser + "
@@ -346,7 +347,7 @@ def latency(ctx: Context, n_users: int, n_queries: int, rng: np.random.Generator
     ctx.search.faces_added(extra)
     store.create_user(collection, "extra")
     result = store.associate_faces(
-        collection, "extra", [extra.added[0].face_id], 0.0, user_similarity
+        collection, "extra", [extra.added[0].face_id], 0.0, user_similarity(load_calibration())
     )
     ctx.search.users_changed(result.change)
     t = time.perf_counter()

@@ -8,8 +8,8 @@ from rekface.stores import keys
 from rekface.stores.records import CollectionRecord, FaceRecord
 
 
-def unit(rng: np.random.Generator, n: int = 1) -> np.ndarray:
-    v = rng.standard_normal((n, 128)).astype(np.float32)
+def unit(rng: np.random.Generator, n: int = 1, dims: int = 128) -> np.ndarray:
+    v = rng.standard_normal((n, dims)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
@@ -19,10 +19,12 @@ def image_faces(
     rng: np.random.Generator,
     name: str = "img",
     external: str | None = None,
+    dims: int = 128,
 ) -> list[FaceRecord]:
-    """``n`` faces of one synthetic image, with deterministic ids as IndexFaces makes them."""
+    """``n`` faces of one synthetic image, with deterministic ids as IndexFaces makes them, and
+    ``dims``-d embeddings (the collection's recognizer pack's)."""
     image = keys.image_id(collection.incarnation, name.encode().ljust(20, b"\0"), external)
-    vectors = unit(rng, n)
+    vectors = unit(rng, n, dims)
     return [
         FaceRecord(
             face_id=keys.face_id(image, rank),

@@ -1,4 +1,5 @@
-"""Aligned 150x150 face chips for the dlib recognizer, from the 5 detector landmarks.
+"""Aligned face chips from the 5 detector landmarks: 150x150 for the built-in dlib recognizer,
+any size and template for a recognizer pack (``rekface.engine.packs``).
 
 A least-squares similarity transform (Umeyama) maps the 5 points onto ``TEMPLATE_150``, the place
 dlib's own pipeline (5-point shape predictor + ``get_face_chip(size=150, padding=0.25)``) puts
@@ -89,9 +90,18 @@ def warp_affine(rgb: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(out, np.float32)
 
 
-def face_chip(rgb: np.ndarray, points: np.ndarray, size: int = CHIP_SIZE) -> np.ndarray:
-    """The aligned size x size chip (float32 RGB 0..255) of the face with these 5 landmarks."""
-    template = TEMPLATE_150 * (size / CHIP_SIZE)
+def face_chip(
+    rgb: np.ndarray,
+    points: np.ndarray,
+    size: int = CHIP_SIZE,
+    template: np.ndarray | None = None,
+) -> np.ndarray:
+    """The aligned size x size chip (float32 RGB 0..255) of the face with these 5 landmarks,
+    placed on ``template`` (5 points in chip pixels; a recognizer pack's alignment), by default
+    dlib's, scaled to ``size``."""
+    if template is None:
+        template = TEMPLATE_150 * (size / CHIP_SIZE)
+    template = np.asarray(template, np.float64)
     points = np.asarray(points, np.float64).reshape(5, 2)
     m = similarity(points, template)
     scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))

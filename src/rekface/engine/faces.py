@@ -1,6 +1,11 @@
 """The engine's face record and the pipeline that fills it: detect -> chip -> pose, quality ->
 embedding. One ``Face`` is accumulated through the stages and mapped to Rekognition's JSON only by
 the operation layer.
+
+Embeddings and Similarity come from a recognizer pack (``rekface.engine.packs``), chosen by face
+model version: a collection's for IndexFaces and the searches, the server's default
+(``REKFACE_FACE_MODEL_VERSION``) for CompareFaces. Each pack's model, calibration and checks load
+on its first use, once per process.
 """
 
 from __future__ import annotations
@@ -11,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rekface.engine.align import CHIP_SIZE, face_chip
-from rekface.engine.calibrate import load_calibration
+from rekface.engine.align import CHIP_SIZE, TEMPLATE_150, face_chip
+from rekface.engine.calibrate import Calibration
 from rekface.engine.decode import DecodedImage
 from rekface.engine.detect import Detector, DetectorConfig
 from rekface.engine.embed import Embedder
-from rekface.engine.models import DETECTOR, RECOGNIZER, SessionCache
+from rekface.engine.models import DETECTOR, SessionCache
+from rekface.engine.packs import Pack, PackRegistry, check_session, read_calibration, read_model
 from rekface.engine.pose import Pose, estimate_pose
 from rekface.engine.quality import Quality, measure_quality
 from rekface.settings import Settings
@@ -36,8 +42,13 @@ class Face:
     points: np.ndarray  # [5, 2] eyeLeft, eyeRight, nose, mouthLeft, mouthRight (image-left first)
     pose: Pose
     quality: Quality
-    chip: np.ndarray = field(repr=False)  # [150, 150, 3] float32 aligned chip
-    embedding: np.ndarray | None = field(default=None, repr=False)  # [128] unit vector
+    chip: np.ndarray = field(repr=False)  # [150, 150, 3] float32 aligned chip (pack 1.0's)
+    # The embedding of the face model version the operation asked for (``FaceEngine.embed``).
+    embedding: np.ndarray | None = field(default=None, repr=False)  # [dims] unit vector
+    # Every embedding computed so far, by face model version (the attribute stages use 1.0's).
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    # The decoded image (not a copy), to cut the chip of a pack aligned otherwise than 1.0.
+    image: np.ndarray | None = field(default=None, repr=False)
     attributes: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -54,16 +65,77 @@ def visible_areas(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     return (x2 - x1) * (y2 - y1)
 
 
+@dataclass(frozen=True)
+class Recognizer:
+    """A loaded recognizer pack: its verified model's embedder and its Similarity map."""
+
+    pack: Pack
+    embedder: Embedder
+    calibration: Calibration
+
+    @property
+    def uses_default_chip(self) -> bool:
+        """Aligned as pack 1.0 is: the chip cut at detection serves as it is."""
+        return self.pack.alignment_size == CHIP_SIZE and np.allclose(
+            self.pack.template, TEMPLATE_150
+        )
+
+    def chip(self, face: Face) -> np.ndarray:
+        if self.uses_default_chip:
+            return face.chip
+        if face.image is None:
+            raise ValueError("the face has no image to cut this pack's chip from")
+        return face_chip(face.image, face.points, self.pack.alignment_size, self.pack.template)
+
+
 class FaceEngine:
     """Detection, alignment, embedding and similarity; models load on first use, once."""
 
     def __init__(self, settings: Settings, detector_config: DetectorConfig | None = None) -> None:
+        self.settings = settings
         self._sessions = SessionCache(settings)
         self._detector_config = detector_config or DetectorConfig()
         self._detector: Detector | None = None
-        self._embedder: Embedder | None = None
         self._attributes: AttributeAnalyzer | None = None
         self._lock = threading.Lock()
+        # Every pack's pack.json is read (and checked) now: a broken pack fails the start-up.
+        self.packs = PackRegistry(settings)
+        self._recognizers: dict[str, Recognizer] = {}
+
+    @property
+    def default_version(self) -> str:
+        """The face model version new collections get and CompareFaces uses."""
+        return self.settings.face_model_version
+
+    def recognizer(self, version: str | None = None) -> Recognizer:
+        """The pack of ``version`` (default: the server's), loaded and checked on first use.
+        Raises ``packs.UnknownFaceModelVersion`` if no pack has it, ``PackError`` if broken."""
+        version = version or self.default_version
+        recognizer = self._recognizers.get(version)
+        if recognizer is not None:
+            return recognizer
+        pack = self.packs.get(version)
+        with self._lock:
+            recognizer = self._recognizers.get(version)
+            if recognizer is None:
+                recognizer = self._load(pack)
+                self._recognizers[version] = recognizer
+        return recognizer
+
+    def _load(self, pack: Pack) -> Recognizer:
+        # A shipped model keeps its file name as the key: the attribute stages share its session.
+        key = pack.onnx if pack.models_dir else f"pack {pack.face_model_version}: {pack.folder}"
+        session = self._sessions.get_bytes(key, lambda: read_model(pack, self.settings))
+        check_session(pack, session)
+        calibration = read_calibration(pack)
+        embedder = Embedder(
+            session,
+            flip=pack.flip,
+            spec=pack.input,
+            output=pack.output_name,
+            dims=pack.dims,
+        )
+        return Recognizer(pack, embedder, calibration)
 
     @property
     def detector(self) -> Detector:
@@ -75,11 +147,8 @@ class FaceEngine:
 
     @property
     def embedder(self) -> Embedder:
-        if self._embedder is None:
-            with self._lock:
-                if self._embedder is None:
-                    self._embedder = Embedder(self._sessions.get(RECOGNIZER), flip=True)
-        return self._embedder
+        """The default pack's embedder."""
+        return self.recognizer().embedder
 
     @property
     def attributes(self) -> AttributeAnalyzer:
@@ -114,11 +183,13 @@ class FaceEngine:
         return self._sessions.loaded()
 
     def warm_up(self) -> None:
-        """Load both models and run each once, so the first request pays no set-up."""
+        """Load the detector and the default pack and run each once, so the first request pays
+        no set-up."""
         rgb = np.full((160, 160, 3), 128, np.uint8)
         self.detector.detect(rgb)
-        self.embedder.embed(np.zeros((1, CHIP_SIZE, CHIP_SIZE, 3), np.float32))
-        load_calibration()
+        recognizer = self.recognizer()
+        size = recognizer.pack.input.size
+        recognizer.embedder.embed(np.zeros((1, size, size, 3), np.float32))
 
     def detect(self, image: DecodedImage, max_faces: int = MAX_FACES) -> list[Face]:
         """The largest ``max_faces`` faces, largest first."""
@@ -136,20 +207,27 @@ class FaceEngine:
                     pose=estimate_pose(found.points[i]),
                     quality=measure_quality(chip),
                     chip=chip,
+                    image=image.rgb,
                 )
             )
         return faces
 
-    def embed(self, faces: list[Face]) -> None:
-        """Fill ``embedding`` for every face that lacks one, in one batch."""
-        todo = list({id(f): f for f in faces if f.embedding is None}.values())
-        if not todo:
-            return
-        vectors = self.embedder.embed(np.stack([f.chip for f in todo]))
-        for face, vector in zip(todo, vectors, strict=True):
-            face.embedding = vector
+    def embed(self, faces: list[Face], version: str | None = None) -> None:
+        """Set ``embedding`` of every face to its embedding by the pack of ``version`` (default:
+        the server's), computing those not computed yet in one batch."""
+        recognizer = self.recognizer(version)
+        key = recognizer.pack.face_model_version
+        todo = list({id(f): f for f in faces if key not in f.embeddings}.values())
+        if todo:
+            vectors = recognizer.embedder.embed(np.stack([recognizer.chip(f) for f in todo]))
+            for face, vector in zip(todo, vectors, strict=True):
+                face.embeddings[key] = vector
+        for face in faces:
+            face.embedding = face.embeddings[key]
 
-    @staticmethod
-    def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Calibrated Similarity (0..100) of unit embeddings; b may be a [N, 128] matrix."""
-        return load_calibration().similarity(np.asarray(b) @ np.asarray(a))
+    def calibration(self, version: str | None = None) -> Calibration:
+        return self.recognizer(version).calibration
+
+    def similarity(self, a: np.ndarray, b: np.ndarray, version: str | None = None) -> np.ndarray:
+        """Calibrated Similarity (0..100) of unit embeddings; b may be a [N, dims] matrix."""
+        return self.calibration(version).similarity(np.asarray(b) @ np.asarray(a))

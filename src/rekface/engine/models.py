@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -122,12 +123,27 @@ class SessionCache:
                 self._sessions[spec.file] = session
         return session
 
+    def get_bytes(self, key: str, load: Callable[[], bytes]) -> ort.InferenceSession:
+        """The session of a model that is not one of the specs above (a recognizer pack's),
+        created once from the verified bytes ``load`` returns."""
+        session = self._sessions.get(key)
+        if session is not None:
+            return session
+        with self._lock:
+            session = self._sessions.get(key)
+            if session is None:
+                session = self._session(load(), key)
+                self._sessions[key] = session
+        return session
+
     def loaded(self) -> frozenset[str]:
         """File names of the models loaded so far (lazy loading is observable, and tested)."""
         return frozenset(self._sessions)
 
     def _create(self, spec: ModelSpec) -> ort.InferenceSession:
-        data = read_verified(spec, self._settings)
+        return self._session(read_verified(spec, self._settings), spec.file)
+
+    def _session(self, data: bytes, name: str) -> ort.InferenceSession:
         # Imported here, not at module level: the store imports this module (packs), and a
         # process that never runs a model (a data Lambda function) should not load onnxruntime.
         import onnxruntime as ort
@@ -145,4 +161,4 @@ class SessionCache:
         try:
             return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ModelLoadError(f"model {spec.file} could not be loaded: {exc}") from exc
+            raise ModelLoadError(f"model {name} could not be loaded: {exc}") from exc

@@ -39,7 +39,8 @@ from rekface.settings import Settings
 if TYPE_CHECKING:
     import onnxruntime as ort  # annotations only: the store imports this module
 
-DEFAULT_FACE_MODEL_VERSION = "1.0"
+# The built-in pack's version (dlib's ResNet); also the version of collections stored before packs.
+BUILTIN_VERSION = "1.0"
 # The botocore model's pattern for IndexFacesModelVersion and friends.
 VERSION_PATTERN = re.compile(r"[0-9.]+")
 PACK_FILE = "pack.json"

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from rekface.operations.context import Context
+from rekface.operations.face_models import collection_calibration
 from rekface.operations.user_common import (
     ASSOCIATE_THRESHOLD,
     notify,
@@ -29,7 +30,7 @@ def associate_faces(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
         request["UserId"],
         request["FaceIds"],
         float(request.get("UserMatchThreshold", ASSOCIATE_THRESHOLD)),
-        user_similarity,
+        user_similarity(collection_calibration(ctx, collection)),
         request_token("AssociateFaces", request),
     )
     notify(ctx, result)

@@ -9,7 +9,10 @@ from rekface.stores.keys import collection_arn
 
 
 def create_collection(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
-    record = ctx.store.create_collection(request["CollectionId"], request.get("Tags"))
+    # New collections get the server's default version; the engine holds its pack (start-up
+    # checks it), so the collection is usable the moment it exists.
+    version = ctx.engine.packs.get(ctx.engine.default_version).face_model_version
+    record = ctx.store.create_collection(request["CollectionId"], request.get("Tags"), version)
     return {
         "StatusCode": 200,
         "CollectionArn": collection_arn(ctx.region, ctx.account_id, record.collection_id),

@@ -1,8 +1,8 @@
 """What SearchFaces and SearchFacesByImage share: defaults, and matches as calibrated Similarity.
 
-The search backend ranks and filters in cosine; the threshold goes through the calibration
-(Similarity is monotonic in cosine, ``cosine_at``), and each match's Similarity is the same
-function of its cosine as CompareFaces'.
+The search backend ranks and filters in cosine; the threshold goes through the calibration of the
+collection's recognizer pack (Similarity is monotonic in cosine, ``cosine_at``), and each match's
+Similarity is the same function of its cosine as CompareFaces' with that pack.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from rekface.engine.calibrate import load_calibration
+from rekface.engine.calibrate import Calibration
 from rekface.operations.context import Context
+from rekface.operations.face_models import collection_calibration
 from rekface.operations.stored_faces import face_json
 from rekface.stores.records import CollectionRecord
 
@@ -25,17 +26,17 @@ _COSINE_SLACK = 1e-6
 T = TypeVar("T")
 
 
-def cosine_floor(threshold: float) -> float:
+def cosine_floor(calibration: Calibration, threshold: float) -> float:
     """The cosine a backend filters on for a Similarity threshold: a hair below the threshold's,
     so that float32 rounding never drops a match; the decision is then made on Similarity."""
-    return load_calibration().cosine_at(threshold) - _COSINE_SLACK
+    return calibration.cosine_at(threshold) - _COSINE_SLACK
 
 
 def above_threshold(
-    found: Sequence[T], cosines: Sequence[float], threshold: float
+    calibration: Calibration, found: Sequence[T], cosines: Sequence[float], threshold: float
 ) -> list[tuple[T, float]]:
     """(match, Similarity) for the backend's candidates whose calibrated Similarity reaches it."""
-    similarities = load_calibration().similarity(np.asarray(cosines, np.float64))
+    similarities = calibration.similarity(np.asarray(cosines, np.float64))
     return [(m, float(s)) for m, s in zip(found, similarities, strict=True) if s >= threshold]
 
 
@@ -48,10 +49,11 @@ def face_matches(
 ) -> list[dict[str, Any]]:
     threshold = float(request.get("FaceMatchThreshold", DEFAULT_THRESHOLD))
     max_faces = int(request.get("MaxFaces", DEFAULT_MAX_FACES))
+    calibration = collection_calibration(ctx, collection)
     found = ctx.search.search(
-        collection, embedding, max_faces, cosine_floor(threshold), exclude_face_id
+        collection, embedding, max_faces, cosine_floor(calibration, threshold), exclude_face_id
     )
     return [
         {"Similarity": sim, "Face": face_json(m.face, collection.face_model_version)}
-        for m, sim in above_threshold(found, [m.cosine for m in found], threshold)
+        for m, sim in above_threshold(calibration, found, [m.cosine for m in found], threshold)
     ]

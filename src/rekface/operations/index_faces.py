@@ -16,6 +16,7 @@ from rekface.engine.faces import MAX_FACES
 from rekface.operations.attributes import AttributeSelection
 from rekface.operations.context import Context
 from rekface.operations.face_json import bounding_box, face_details
+from rekface.operations.face_models import collection_version
 from rekface.operations.images import read_image
 from rekface.operations.quality_filter import rejection_reasons
 from rekface.operations.stored_faces import face_json
@@ -26,6 +27,7 @@ from rekface.stores.records import FaceRecord
 
 def index_faces(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     collection = ctx.store.get_collection(request["CollectionId"])
+    version = collection_version(ctx, collection)
     selection = AttributeSelection.parse(request.get("DetectionAttributes"))
     level = request.get("QualityFilter", "AUTO")
     limit = min(int(request.get("MaxFaces") or MAX_FACES), MAX_FACES)
@@ -45,7 +47,7 @@ def index_faces(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
             unindexed.append((rank, ["EXCEEDS_MAX_FACES"]))
     unindexed.sort()
 
-    ctx.engine.embed([faces[r] for r in kept])
+    ctx.engine.embed([faces[r] for r in kept], version)
     image_id = keys.image_id(
         collection.incarnation, keys.pixels_digest(image.rgb.tobytes(), image.rgb.shape), external
     )

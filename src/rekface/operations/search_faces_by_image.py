@@ -8,6 +8,7 @@ from typing import Any
 from rekface.errors import InvalidParameterException
 from rekface.operations.context import Context
 from rekface.operations.face_json import bounding_box
+from rekface.operations.face_models import collection_version
 from rekface.operations.face_search import face_matches
 from rekface.operations.images import read_image
 from rekface.operations.quality_filter import passes
@@ -15,6 +16,7 @@ from rekface.operations.quality_filter import passes
 
 def search_faces_by_image(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     collection = ctx.store.get_collection(request["CollectionId"])
+    version = collection_version(ctx, collection)
     level = request.get("QualityFilter", "NONE")
     image = read_image(ctx, request["Image"])
     # Without a filter only the largest face matters: skip aligning the others.
@@ -26,7 +28,7 @@ def search_faces_by_image(ctx: Context, request: dict[str, Any]) -> dict[str, An
             + (" (none passes the quality filter)" if detected else "")
         )
     face = faces[0]
-    ctx.engine.embed([face])
+    ctx.engine.embed([face], version)
     assert face.embedding is not None
     return {
         "SearchedFaceBoundingBox": bounding_box(face, image),

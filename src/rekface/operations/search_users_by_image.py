@@ -14,6 +14,7 @@ from typing import Any
 from rekface.operations.attributes import AttributeSelection
 from rekface.operations.context import Context
 from rekface.operations.face_json import face_detail, source_face
+from rekface.operations.face_models import collection_version
 from rekface.operations.images import read_image
 from rekface.operations.quality_filter import rejection_reasons
 from rekface.operations.user_common import user_matches
@@ -23,6 +24,7 @@ _DEFAULT = AttributeSelection.parse(None)
 
 def search_users_by_image(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
     collection = ctx.store.get_collection(request["CollectionId"])
+    version = collection_version(ctx, collection)
     level = request.get("QualityFilter", "NONE")
     image = read_image(ctx, request["Image"])
     faces = ctx.engine.detect(image)  # the 100 largest, largest first
@@ -31,7 +33,7 @@ def search_users_by_image(ctx: Context, request: dict[str, Any]) -> dict[str, An
     response: dict[str, Any] = {"UserMatches": []}
     if searched is not None:
         face = faces[searched]
-        ctx.engine.embed([face])
+        ctx.engine.embed([face], version)
         assert face.embedding is not None
         response["UserMatches"] = user_matches(ctx, collection, face.embedding, request)
         response["SearchedFace"] = {"FaceDetail": source_face(face, image)}

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from rekface.engine.calibrate import load_calibration
+from rekface.engine.calibrate import Calibration
 from rekface.operations.context import Context
+from rekface.operations.face_models import collection_calibration
 from rekface.operations.face_search import above_threshold, cosine_floor
 from rekface.search.users import centroid
 from rekface.stores.records import CollectionRecord, FaceOutcome, RequestToken, UserWrite
@@ -40,10 +42,17 @@ def request_token(operation: str, request: dict[str, Any]) -> RequestToken | Non
     return RequestToken(operation, token, hashlib.sha256(canonical.encode()).hexdigest())
 
 
-def user_similarity(members: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """Similarity (0..100) of each candidate embedding to the centroid of ``members``."""
-    cosines = np.asarray(candidates, np.float32) @ centroid(members)
-    return load_calibration().similarity(cosines.astype(np.float64))
+def user_similarity(
+    calibration: Calibration,
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The store's scorer: Similarity (0..100) of each candidate embedding to the centroid of
+    ``members``, by the collection's calibration."""
+
+    def score(members: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        cosines = np.asarray(candidates, np.float32) @ centroid(members)
+        return calibration.similarity(cosines.astype(np.float64))
+
+    return score
 
 
 def notify(ctx: Context, result: UserWrite) -> None:
@@ -61,13 +70,14 @@ def user_matches(
 ) -> list[dict[str, Any]]:
     threshold = float(request.get("UserMatchThreshold", SEARCH_THRESHOLD))
     max_users = int(request.get("MaxUsers", DEFAULT_MAX_USERS))
+    calibration = collection_calibration(ctx, collection)
     found = ctx.search.search_users(
-        collection, embedding, max_users, cosine_floor(threshold), exclude_user_id
+        collection, embedding, max_users, cosine_floor(calibration, threshold), exclude_user_id
     )
     return [
         # A user that matches has faces; user writes are atomic: its status is ACTIVE.
         {"Similarity": sim, "User": {"UserId": m.user_id, "UserStatus": "ACTIVE"}}
-        for m, sim in above_threshold(found, [m.cosine for m in found], threshold)
+        for m, sim in above_threshold(calibration, found, [m.cosine for m in found], threshold)
     ]
 
 

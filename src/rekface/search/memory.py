@@ -102,9 +102,11 @@ class _Entry:
 
     def append(self, added: FaceTable) -> None:
         need = self.n + len(added)
-        if need > len(self.buffer):
+        dims = added.embeddings.shape[1]
+        # An entry loaded empty does not know the collection's dims yet: the first faces tell.
+        if need > len(self.buffer) or self.buffer.embeddings.shape[1] != dims:
             capacity = max(need, int(len(self.buffer) * _GROWTH) + 16)
-            grown = FaceTable.empty(capacity)
+            grown = FaceTable.empty(capacity, dims)
             _copy_into(grown, 0, _take(self.buffer, slice(0, self.n)))
             self.buffer = grown
             if self.index is not None:

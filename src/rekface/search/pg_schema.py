@@ -201,12 +201,68 @@ def users_partition_name(incarnation: str) -> str:
     return USERS_PREFIX + uuid.UUID(incarnation).hex
 
 
-def ensure_partition(conn: Any, incarnation: str) -> None:
-    """The collection's partitions of the faces' and the users' tables."""
+# Embedding widths: the partitioned tables of migrations 1 and 2 hold the built-in recognizer
+# pack's 128-d embeddings; a collection of another pack (FaceModelVersion) has its partitions in
+# parents of its width, made like them on first use (a column's dimension is the parent's, and the
+# HNSW graph needs a fixed one). Partitions keep their names whatever their parent.
+BUILTIN_DIMS = 128
+MAX_DIMS = 2000  # pgvector's limit for an HNSW index on vector
+
+
+def parents(dims: int) -> tuple[str, str]:
+    """The faces' and the users' parent tables of embeddings of ``dims`` values."""
+    if dims == BUILTIN_DIMS:
+        return "rekface_vectors", "rekface_user_vectors"
+    return f"rekface_vectors_d{dims}", f"rekface_user_vectors_d{dims}"
+
+
+def ensure_parents(conn: Any, dims: int) -> None:
+    """The parent tables of another width, created once (under the migrations' lock)."""
+    if dims == BUILTIN_DIMS:
+        return
+    if not 1 <= dims <= MAX_DIMS:
+        raise ValueError(
+            f"pgvector indexes embeddings of at most {MAX_DIMS} dimensions, not {dims}"
+        )
+    faces, users = parents(dims)
+    if exists(conn, faces) and exists(conn, users):
+        return
+    graph = f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+        conn.execute(
+            f"""
+    CREATE TABLE IF NOT EXISTS {faces} (
+        incarnation uuid NOT NULL,
+        face_id uuid NOT NULL,
+        embedding vector({dims}) NOT NULL,
+        user_id text,
+        written_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (incarnation, face_id)
+    ) PARTITION BY LIST (incarnation);
+    CREATE INDEX IF NOT EXISTS {faces}_hnsw ON {faces}
+        USING hnsw (embedding vector_cosine_ops) {graph};
+    CREATE TABLE IF NOT EXISTS {users} (
+        incarnation uuid NOT NULL,
+        user_id text NOT NULL,
+        centroid vector({dims}) NOT NULL,
+        face_count int NOT NULL,
+        PRIMARY KEY (incarnation, user_id)
+    ) PARTITION BY LIST (incarnation);
+    CREATE INDEX IF NOT EXISTS {users}_hnsw ON {users}
+        USING hnsw (centroid vector_cosine_ops) {graph};
+    """
+        )
+
+
+def ensure_partition(conn: Any, incarnation: str, dims: int = BUILTIN_DIMS) -> None:
+    """The collection's partitions of the faces' and the users' tables (of its width)."""
     inc = uuid.UUID(incarnation)
+    ensure_parents(conn, dims)
+    faces, users = parents(dims)
     for parent, name in (
-        ("rekface_vectors", partition_name(incarnation)),
-        ("rekface_user_vectors", users_partition_name(incarnation)),
+        (faces, partition_name(incarnation)),
+        (users, users_partition_name(incarnation)),
     ):
         with conn.transaction():
             # Two writers of a new collection at once: one creates, the other waits, finds it.
@@ -286,8 +342,10 @@ def drop_partition(conn: Any, incarnation: str) -> None:
 
 
 def partitions(conn: Any) -> list[str]:
+    """The incarnations that have faces' partitions, whatever their width."""
     rows = conn.execute(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent = 'rekface_vectors'::regclass"
+        "JOIN pg_class p ON p.oid = i.inhparent "
+        "WHERE p.relname = 'rekface_vectors' OR p.relname ~ '^rekface_vectors_d[0-9]+$'"
     ).fetchall()
     return [str(uuid.UUID(r[0][len(PARTITION_PREFIX) :])) for r in rows]

@@ -3,8 +3,10 @@ connection, or any PostgreSQL >= 13 with pgvector >= 0.8 on a bigger machine).
 
 Layout (``pg_schema`` owns the migrations): one table ``rekface_vectors`` (incarnation, FaceId,
 embedding vector(128), UserId) partitioned by LIST on the incarnation, one partition per
-collection, and an HNSW index (cosine) declared on the parent, so each collection has its own
-graph: the filter "this collection" is partition pruning, not a filter on a shared graph. (On one
+collection (a collection of a recognizer pack of another width has its partition in a parent of
+that width, ``rekface_vectors_d<dims>``), and an HNSW index (cosine) declared on the parent, so
+each collection has its own graph: the filter "this collection" is partition pruning, not a filter
+on a shared graph. (On one
 graph over all collections, pgvector returns ef_search candidates and *then* filters: a filtered
 top-10 came back with about 6 rows in our trial; iterative scans fix that only partly, and a small
 collection next to a 20-million-face one would be scanned for tuples that never match.)
@@ -152,54 +154,71 @@ class PgVectorSearch(IndexedSearch):
 
     # -----------------------------------------------------------------------------------------
 
-    def _ensure_partition(self, conn: Any, incarnation: str) -> None:
+    def _ensure_partition(self, conn: Any, incarnation: str, dims: int) -> None:
         if incarnation in self._partitions:
             return
-        pg_schema.ensure_partition(conn, incarnation)
+        pg_schema.ensure_partition(conn, incarnation, dims)
         self._partitions.add(incarnation)
 
     def _put(self, collection: CollectionRecord, vectors: list[Vector]) -> None:
+        if not vectors:
+            return
         inc = uuid.UUID(collection.incarnation)
         rows = [(inc, uuid.UUID(v.face_id), v.embedding, v.user_id) for v in vectors]
-        self._write(collection, lambda conn: self._upsert(conn, rows))
+        dims = len(vectors[0].embedding)
+        parent = pg_schema.parents(dims)[0]
+        self._write(collection, lambda conn: self._upsert(conn, parent, rows), dims)
 
-    def _write(self, collection: CollectionRecord, write: Callable[[Any], None]) -> None:
+    def _write(self, collection: CollectionRecord, write: Callable[[Any], None], dims: int) -> None:
         """``write(conn)`` into the collection's partitions, created first if this process has
         not seen them. One dropped since this process created it (DeleteCollection elsewhere) is
         created again and the write repeated, rather than failing a request whose store write
         may already have committed; `rekface vectors gc` drops such partitions."""
         with self.pool.connection() as conn:
-            self._ensure_partition(conn, collection.incarnation)
+            self._ensure_partition(conn, collection.incarnation, dims)
             try:
                 write(conn)
             except pg_schema.UndefinedPartition:
                 self._partitions.discard(collection.incarnation)
-                self._ensure_partition(conn, collection.incarnation)
+                self._ensure_partition(conn, collection.incarnation, dims)
                 write(conn)
 
-    def _upsert(self, conn: Any, rows: list[tuple]) -> None:
+    def _upsert(self, conn: Any, parent: str, rows: list[tuple]) -> None:
         with pg_schema.translated_errors(), conn.transaction(), conn.cursor() as cur:
             cur.executemany(
-                "INSERT INTO rekface_vectors (incarnation, face_id, embedding, user_id) "
+                f"INSERT INTO {parent} (incarnation, face_id, embedding, user_id) "
                 "VALUES (%s, %s, %s, %s) ON CONFLICT (incarnation, face_id) DO UPDATE SET "
                 "embedding = EXCLUDED.embedding, user_id = EXCLUDED.user_id, written_at = now()",
                 rows,
             )
 
-    def _present(self, collection: CollectionRecord, face_ids: list[str]) -> set[str]:
+    def _in_partition(self, sql: str, table: str, params: tuple) -> list[tuple]:
+        """``sql`` (``{table}`` in it) on one collection's partition: the partition itself, not
+        its parent, whose name depends on the collection's width. No partition (nothing ever
+        written, or dropped): no rows."""
+        import psycopg.errors
+
         with self.pool.connection() as conn:
-            rows = conn.execute(
-                "SELECT face_id FROM rekface_vectors WHERE incarnation = %s AND face_id = ANY(%s)",
-                (uuid.UUID(collection.incarnation), [uuid.UUID(f) for f in face_ids]),
-            ).fetchall()
+            try:
+                cur = conn.execute(sql.format(table=table), params)
+            except psycopg.errors.UndefinedTable:
+                return []
+            return cur.fetchall() if cur.description else []
+
+    def _present(self, collection: CollectionRecord, face_ids: list[str]) -> set[str]:
+        rows = self._in_partition(
+            "SELECT face_id FROM {table} WHERE face_id = ANY(%s)",
+            pg_schema.partition_name(collection.incarnation),
+            ([uuid.UUID(f) for f in face_ids],),
+        )
         return {str(r[0]) for r in rows}
 
     def _delete(self, collection: CollectionRecord, face_ids: list[str]) -> None:
-        with self.pool.connection() as conn:
-            conn.execute(
-                "DELETE FROM rekface_vectors WHERE incarnation = %s AND face_id = ANY(%s)",
-                (uuid.UUID(collection.incarnation), [uuid.UUID(f) for f in face_ids]),
-            )
+        self._in_partition(
+            "DELETE FROM {table} WHERE face_id = ANY(%s)",
+            pg_schema.partition_name(collection.incarnation),
+            ([uuid.UUID(f) for f in face_ids],),
+        )
 
     def _query(
         self, collection: CollectionRecord, query: np.ndarray, k: int, min_cosine: float
@@ -251,49 +270,51 @@ class PgVectorSearch(IndexedSearch):
         }
 
     def _face_users(self, collection: CollectionRecord, face_ids: list[str]) -> dict[str, str]:
-        with self.pool.connection() as conn:
-            rows = conn.execute(
-                "SELECT face_id, user_id FROM rekface_vectors WHERE incarnation = %s "
-                "AND face_id = ANY(%s) AND user_id IS NOT NULL",
-                (uuid.UUID(collection.incarnation), [uuid.UUID(f) for f in face_ids]),
-            ).fetchall()
+        rows = self._in_partition(
+            "SELECT face_id, user_id FROM {table} WHERE face_id = ANY(%s) AND user_id IS NOT NULL",
+            pg_schema.partition_name(collection.incarnation),
+            ([uuid.UUID(f) for f in face_ids],),
+        )
         return {str(r[0]): r[1] for r in rows}
 
     def _put_users(
         self, collection: CollectionRecord, users: list[tuple[str, np.ndarray, int]]
     ) -> None:
+        if not users:
+            return
         inc = uuid.UUID(collection.incarnation)
         rows = [(inc, u, np.asarray(v, np.float32), n) for u, v, n in users]
+        dims = len(rows[0][2])
+        parent = pg_schema.parents(dims)[1]
 
         def upsert(conn: Any) -> None:
             with pg_schema.translated_errors(), conn.transaction(), conn.cursor() as cur:
                 cur.executemany(
-                    "INSERT INTO rekface_user_vectors (incarnation, user_id, centroid, face_count)"
+                    f"INSERT INTO {parent} (incarnation, user_id, centroid, face_count)"
                     " VALUES (%s, %s, %s, %s) ON CONFLICT (incarnation, user_id) DO UPDATE SET "
                     "centroid = EXCLUDED.centroid, face_count = EXCLUDED.face_count",
                     rows,
                 )
 
-        self._write(collection, upsert)
+        self._write(collection, upsert, dims)
 
     def _delete_users(self, collection: CollectionRecord, user_ids: list[str]) -> None:
-        with self.pool.connection() as conn:
-            conn.execute(
-                "DELETE FROM rekface_user_vectors WHERE incarnation = %s AND user_id = ANY(%s)",
-                (uuid.UUID(collection.incarnation), user_ids),
-            )
+        self._in_partition(
+            "DELETE FROM {table} WHERE user_id = ANY(%s)",
+            pg_schema.users_partition_name(collection.incarnation),
+            (user_ids,),
+        )
 
     def _user_vectors(
         self, collection: CollectionRecord, user_ids: list[str]
     ) -> dict[str, tuple[np.ndarray, int]]:
         if not user_ids:
             return {}
-        with self.pool.connection() as conn:
-            rows = conn.execute(
-                "SELECT user_id, centroid, face_count FROM rekface_user_vectors "
-                "WHERE incarnation = %s AND user_id = ANY(%s)",
-                (uuid.UUID(collection.incarnation), user_ids),
-            ).fetchall()
+        rows = self._in_partition(
+            "SELECT user_id, centroid, face_count FROM {table} WHERE user_id = ANY(%s)",
+            pg_schema.users_partition_name(collection.incarnation),
+            (user_ids,),
+        )
         return {r[0]: (r[1].to_numpy().astype(np.float32), int(r[2])) for r in rows}
 
     def rebuild_graphs(

@@ -1,7 +1,8 @@
-"""Amazon S3 Vectors as the search engine: one vector index per collection incarnation (128
-dimensions, float32, cosine) in one vector bucket, key = FaceId (metadata: the face's UserId, if
-any), and one index of the users' centroids per collection (``<prefix><incarnation>-u``, key =
-UserId, metadata: the user's face count). Indexes are created on the first write.
+"""Amazon S3 Vectors as the search engine: one vector index per collection incarnation (float32,
+cosine, the dimensions of the collection's recognizer pack: 128 for the built-in 1.0) in one vector
+bucket, key = FaceId (metadata: the face's UserId, if any), and one index of the users' centroids
+per collection (``<prefix><incarnation>-u``, key = UserId, metadata: the user's face count).
+Indexes are created on the first write.
 
 The service's limits (S3 User Guide, "Limitations and restrictions"; QueryVectors' topK since
 2026-06) and what rekface does at each:
@@ -35,7 +36,7 @@ from rekface.search.indexed import Candidates, IndexedSearch, Vector
 from rekface.stores.base import Store
 from rekface.stores.records import CollectionRecord, FaceRecord
 
-DIMENSION = 128
+DIMENSION = 128  # the built-in pack 1.0's; an index takes the dims of its first vectors
 MAX_TOP_K = 10_000
 PUT_BATCH = 500
 GET_BATCH = 100
@@ -75,7 +76,7 @@ class S3VectorsSearch(IndexedSearch):
     # -----------------------------------------------------------------------------------------
     # Index-level helpers
 
-    def _ensure_index(self, name: str) -> None:
+    def _ensure_index(self, name: str, dims: int) -> None:
         if name in self._known:
             return
         try:
@@ -83,13 +84,15 @@ class S3VectorsSearch(IndexedSearch):
         except ClientError as exc:
             if _code(exc) != "NotFoundException":
                 raise
-            self._create_index(name)
+            self._create_index(name, dims)
         self._known.add(name)
 
-    def _create_index(self, name: str) -> None:
+    def _create_index(self, name: str, dims: int) -> None:
+        """An index is created by the first write into it, so it takes the dimension of the
+        collection's recognizer pack (every vector of a collection has it)."""
         try:
             self.client.create_index(
-                **self._args(name), dataType="float32", dimension=DIMENSION, distanceMetric="cosine"
+                **self._args(name), dataType="float32", dimension=dims, distanceMetric="cosine"
             )
         except ClientError as exc:
             if _code(exc) != "ConflictException":  # created by a concurrent call: fine
@@ -97,7 +100,10 @@ class S3VectorsSearch(IndexedSearch):
         self._known.add(name)
 
     def _write(self, name: str, items: list[dict[str, Any]]) -> None:
-        self._ensure_index(name)
+        if not items:
+            return
+        dims = len(items[0]["data"]["float32"])
+        self._ensure_index(name, dims)
         for i in range(0, len(items), PUT_BATCH):
             batch = items[i : i + PUT_BATCH]
             try:
@@ -109,7 +115,7 @@ class S3VectorsSearch(IndexedSearch):
                 # write that follows fails on the retired collection; the index left behind is
                 # an orphan that `rekface vectors gc` drops.
                 self._known.discard(name)
-                self._create_index(name)
+                self._create_index(name, dims)
                 self.client.put_vectors(**self._args(name), vectors=batch)
 
     def _read(self, name: str, keys: list[str], data: bool) -> list[dict[str, Any]]:

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from rekface.engine.version import FACE_MODEL_VERSION
+from rekface.engine.packs import BUILTIN_VERSION
 from rekface.errors import (
     IdempotentParameterMismatchException,
     ResourceAlreadyExistsException,
@@ -103,7 +103,10 @@ class Store(ABC):
     # Collections
 
     def create_collection(
-        self, collection_id: str, tags: dict[str, str] | None = None
+        self,
+        collection_id: str,
+        tags: dict[str, str] | None = None,
+        face_model_version: str = BUILTIN_VERSION,
     ) -> CollectionRecord:
         tags = dict(tags or {})
         if len(tags) > self.max_tags:
@@ -114,7 +117,7 @@ class Store(ABC):
             collection_id=collection_id,
             incarnation=keys.new_incarnation(),
             created=round(time.time(), 3),
-            face_model_version=FACE_MODEL_VERSION,
+            face_model_version=face_model_version,
             face_count=0,
             user_count=0,
             version=0,

@@ -11,7 +11,7 @@ incarnation, a UUID drawn at CreateCollection, see ``rekface.stores.base``)::
                                                         Version, Tags (M), TagRev
     directory       DIR                 <CollectionId>  FaceModelVersion (ListCollections)
     face            F#<inc>#<h>         <FaceId>        ImageId, ExternalImageId, Box (B, 4 x f32),
-                                                        Confidence, UserId, Embedding (B, 128 x
+                                                        Confidence, UserId, Embedding (B, dims x
                                                         f32 = 512 bytes), Pending (staging only)
     user            U#<inc>             <UserId>        Status, FaceCount, FaceIds (SS), Created,
                                                         Rev

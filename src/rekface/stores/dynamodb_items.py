@@ -1,5 +1,6 @@
 """The DynamoDB table of ``rekface.stores.dynamodb``: its definition, its keys, and records <->
-items (embeddings and boxes as little-endian float32 binary: 512 + 16 bytes a face)."""
+items (embeddings and boxes as little-endian float32 binary: 4 x dims + 16 bytes a face, 512 + 16
+for the built-in pack's 128-d embeddings)."""
 
 from __future__ import annotations
 
@@ -151,7 +152,7 @@ def face_table(items: list[dict[str, Any]]) -> FaceTable:
         boxes=np.frombuffer(b"".join(it["Box"]["B"] for it in items), "<f4").reshape(n, 4).copy(),
         confidences=np.array([float(it["Confidence"]["N"]) for it in items], np.float32),
         embeddings=np.frombuffer(b"".join(it["Embedding"]["B"] for it in items), "<f4")
-        .reshape(n, 128)
+        .reshape(n, -1)  # every face of a collection has its pack's dims
         .copy(),
     )
 

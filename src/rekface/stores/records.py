@@ -69,7 +69,8 @@ class FaceRecord:
     box: Box
     confidence: float
     user_id: str | None = None
-    embedding: np.ndarray | None = field(default=None, repr=False, compare=False)  # [128] f32
+    # [dims] f32: the collection's recognizer pack decides dims (128 for the built-in 1.0)
+    embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ class FaceTable:
     user_ids: np.ndarray  # [N] object
     boxes: np.ndarray  # [N, 4] float32 Width, Height, Left, Top
     confidences: np.ndarray  # [N] float32
-    embeddings: np.ndarray  # [N, 128] float32, unit rows
+    embeddings: np.ndarray  # [N, dims] float32, unit rows (dims: the collection's pack's)
 
     def __len__(self) -> int:
         return len(self.face_ids)
@@ -187,7 +188,8 @@ class FaceTable:
     @classmethod
     def from_records(cls, faces: list[FaceRecord]) -> FaceTable:
         n = len(faces)
-        table = cls.empty(n)
+        dims = len(faces[0].embedding) if n and faces[0].embedding is not None else 128
+        table = cls.empty(n, dims)
         for i, f in enumerate(faces):
             table.face_ids[i] = id_bytes(f.face_id)
             table.image_ids[i] = id_bytes(f.image_id)
@@ -200,7 +202,7 @@ class FaceTable:
         return table
 
     @classmethod
-    def empty(cls, n: int = 0) -> FaceTable:
+    def empty(cls, n: int = 0, dims: int = 128) -> FaceTable:
         return cls(
             face_ids=np.zeros(n, ID_DTYPE),
             image_ids=np.zeros(n, ID_DTYPE),
@@ -208,7 +210,7 @@ class FaceTable:
             user_ids=np.full(n, None, object),
             boxes=np.zeros((n, 4), np.float32),
             confidences=np.zeros(n, np.float32),
-            embeddings=np.zeros((n, 128), np.float32),
+            embeddings=np.zeros((n, dims), np.float32),
         )
 
     def records(self, rows: np.ndarray) -> list[FaceRecord]:

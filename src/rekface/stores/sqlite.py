@@ -1,8 +1,9 @@
 """The embedded store of `rekface serve`: one SQLite file, ``<data_dir>/rekface.db``.
 
 FaceIds and ImageIds are stored as the UUIDs' 16 bytes (their byte order is the order of the
-text form) and a face's fixed-size fields as one 532-byte blob: loading a collection for search
-then costs five column values per face instead of eight, and no float conversions.
+text form) and a face's fixed-size fields as one blob (532 bytes with 128-d embeddings): loading a
+collection for search then costs five column values per face instead of eight, and no float
+conversions.
 
 WAL journal (readers never wait for the writer; a crash loses at most the last commit), one
 connection per thread, every write one ``BEGIN IMMEDIATE`` transaction, so FaceCount and the
@@ -14,7 +15,7 @@ Tables (every item of a collection is keyed by its incarnation, see ``base``)::
                 face_count, user_count, version)
     tags(incarnation, key, value)                           PK (incarnation, key)
     faces(incarnation, face_id BLOB 16, image_id BLOB 16, external_image_id, user_id NULL,
-          vector BLOB: box 4xf32, confidence f32, embedding 128xf32)
+          vector BLOB: box 4xf32, confidence f32, embedding dims x f32 (the pack's, 128 for 1.0))
                                                             PK (incarnation, face_id)
     users(incarnation, user_id, status, face_count, created) PK (incarnation, user_id)
     requests(incarnation, operation, token, request_digest, response, expires)
@@ -28,6 +29,7 @@ written in the same transaction as the write they remember.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 import time
@@ -140,13 +142,25 @@ _LAYOUT = {
     "purges": ["incarnation", "collection_id", "retired"],
 }  # fmt: skip
 _FACE_COLUMNS = "face_id, image_id, external_image_id, user_id, vector"
-# The ``vector`` blob of a face.
-VECTOR = np.dtype([("box", "<f4", (4,)), ("confidence", "<f4"), ("embedding", "<f4", (128,))])
+
+
+@functools.cache
+def vector_dtype(dims: int) -> np.dtype:
+    """The ``vector`` blob of a face whose embedding has ``dims`` values (the collection's
+    recognizer pack's: 128 for the built-in 1.0, so files written before packs read unchanged)."""
+    return np.dtype([("box", "<f4", (4,)), ("confidence", "<f4"), ("embedding", "<f4", (dims,))])
+
+
+_VECTOR_HEAD = 20  # box + confidence bytes before the embedding
+
+
+def _blob_dtype(blob: bytes) -> np.dtype:
+    return vector_dtype((len(blob) - _VECTOR_HEAD) // 4)
 
 
 def _vector(face: FaceRecord) -> bytes:
     assert face.embedding is not None
-    value = np.zeros((), VECTOR)
+    value = np.zeros((), vector_dtype(len(face.embedding)))
     value["box"] = face.box
     value["confidence"] = face.confidence
     value["embedding"] = face.embedding
@@ -333,7 +347,7 @@ class SqliteStore(Store):
     @staticmethod
     def _face(row: tuple, embeddings: bool = False) -> FaceRecord:
         face_id, image_id, external, user_id, vector = row
-        value = np.frombuffer(vector, VECTOR)[0]
+        value = np.frombuffer(vector, _blob_dtype(vector))[0]
         w, h, left, top = (float(v) for v in value["box"])
         return FaceRecord(
             face_id=id_text(face_id),
@@ -642,7 +656,7 @@ def _table(rows: list[tuple]) -> FaceTable:
     if n == 0:
         return FaceTable.empty()
     face_ids, image_ids, externals, users, vectors = zip(*rows, strict=True)
-    values = np.frombuffer(b"".join(vectors), VECTOR)
+    values = np.frombuffer(b"".join(vectors), _blob_dtype(vectors[0]))
     return FaceTable(
         face_ids=np.frombuffer(b"".join(face_ids), ID_DTYPE).copy(),
         image_ids=np.frombuffer(b"".join(image_ids), ID_DTYPE).copy(),

@@ -40,6 +40,7 @@ from rekface.engine.models import (
     RECOGNIZER,
     SessionCache,
 )
+from rekface.engine.packs import BUILTIN_VERSION
 
 if TYPE_CHECKING:
     from rekface.engine.faces import Face
@@ -157,10 +158,13 @@ class FaceAnalysis:
 
     @cached_property
     def embedding(self) -> np.ndarray:
-        """The face's 128-d identity embedding (the engine's, if it already computed it)."""
-        if self.face.embedding is None:
-            self.face.embedding = self._nets.embedder.embed(self.face.chip[None])[0]
-        return self.face.embedding
+        """The face's 128-d identity embedding by pack 1.0, dlib's (the engine's, if it already
+        computed it): the attribute probes were fitted on it, whatever the collection's pack."""
+        vector = self.face.embeddings.get(BUILTIN_VERSION)
+        if vector is None:
+            vector = self._nets.embedder.embed(self.face.chip[None])[0]
+            self.face.embeddings[BUILTIN_VERSION] = vector
+        return vector
 
     @cached_property
     def regions(self) -> dict[str, float]:
