@@ -13,11 +13,9 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
-from tests.cluster.harness import Cluster
+from tests.cluster.harness import Cluster, client
 
 if os.environ.get("REKFACE_CLUSTER") != "1":
     collect_ignore_glob = ["test_*.py"]
@@ -38,22 +36,6 @@ def cluster() -> Iterator[Cluster]:
             + running.url
         )
         yield running
-
-
-def client(url: str, attempts: int = 5) -> Any:
-    """A boto3 client as an application has it: the SDK's standard retries (502/503/504,
-    ThrottlingException, connection errors) with back-off."""
-    return boto3.client(
-        "rekognition",
-        endpoint_url=url,
-        region_name="us-east-1",
-        config=Config(
-            retries={"mode": "standard", "max_attempts": attempts},
-            connect_timeout=5,
-            read_timeout=120,
-            max_pool_connections=16,
-        ),
-    )
 
 
 @pytest.fixture(scope="session")

@@ -34,7 +34,32 @@ CONTAINER_PREFIX = "rekface-cluster-"
 # A fixed secret shared by every replica, so that a NextToken from one server is valid on the
 # others (the balancer sends each page of a listing wherever it likes). Test-only value.
 TOKEN_SECRET = "rekface-cluster-test-" + uuid.uuid4().hex
+# The one caller of the test cluster: every request is SigV4-signed with this key, through nginx
+# (which must pass the signed Host header and body unchanged). Test-only values.
+ACCESS_KEY_ID = "AKIAREKFACECLUSTER01"
+SECRET_ACCESS_KEY = uuid.uuid4().hex + uuid.uuid4().hex
 START_TIMEOUT = 120.0  # a cold container on a busy 2-core machine loads its models in ~5-20 s
+
+
+def client(url: str, attempts: int = 5) -> Any:
+    """A boto3 client as an application has it: the SDK's standard retries (502/503/504,
+    ThrottlingException, connection errors) with back-off."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "rekognition",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=ACCESS_KEY_ID,
+        aws_secret_access_key=SECRET_ACCESS_KEY,
+        config=Config(
+            retries={"mode": "standard", "max_attempts": attempts},
+            connect_timeout=5,
+            read_timeout=120,
+            max_pool_connections=16,
+        ),
+    )
 
 
 def free_port() -> int:
@@ -117,6 +142,7 @@ class ServerSpec:
 
     env: dict[str, str]
     data_dir: Path  # shared by the replicas (the SQLite store's file lives here)
+    credentials: Path  # the AWS shared-credentials file every replica checks signatures with
     image: str | None = None  # a container image, or None: processes of this venv
 
 
@@ -137,6 +163,7 @@ class Server:
         return {
             **self.spec.env,
             "REKFACE_TOKEN_SECRET": TOKEN_SECRET,
+            "REKFACE_CREDENTIALS": str(self.spec.credentials),
             "REKFACE_THREADS": "1",  # one onnxruntime thread per request: the cores are shared
             "REKFACE_HOST": "127.0.0.1",
             "REKFACE_PORT": str(self.port),
@@ -172,6 +199,7 @@ class Server:
             "run", "--detach", "--name", self.name, "--network", "host",
             "--label", "rekface-cluster=1",
             "-v", f"{self.spec.data_dir}:{self.spec.data_dir}",
+            "-v", f"{self.spec.credentials}:{self.spec.credentials}:ro",
             "-e", f"REKFACE_DATA_DIR={self.spec.data_dir}",
             *env_args, self.spec.image,
         )  # fmt: skip
@@ -234,6 +262,22 @@ def docker(*args: str, capture: bool = False, stderr: bool = False) -> str:
     return result.stdout or ""
 
 
+@dataclass(frozen=True)
+class Hit:
+    """One request through the balancer: its time, nginx's status, the servers tried in order
+    (``["-"]``: none, nginx answered itself) and each one's status."""
+
+    time: float
+    status: int
+    tried: list[str]
+    answers: list[str]
+
+    @property
+    def server(self) -> str:
+        """The server that answered (the last one tried)."""
+        return self.tried[-1]
+
+
 # ---- the balancer ----------------------------------------------------------------------------
 
 
@@ -266,7 +310,7 @@ http {{
     fastcgi_temp_path {self.prefix}/tmp/fastcgi;
     uwsgi_temp_path {self.prefix}/tmp/uwsgi;
     scgi_temp_path {self.prefix}/tmp/scgi;
-    log_format upstream '$msec $status $upstream_addr $upstream_status';
+    log_format upstream '$msec|$status|$upstream_addr|$upstream_status';
     upstream rekface {{
 {upstreams}
         keepalive 32;
@@ -298,13 +342,13 @@ http {{
         with socket.socket() as s:
             return s.connect_ex(("127.0.0.1", self.port)) == 0
 
-    def upstream_hits(self, since: float = 0.0) -> list[tuple[float, int, str]]:
-        """(time, status, upstream address(es)) of each request answered after ``since``."""
+    def upstream_hits(self, since: float = 0.0) -> list[Hit]:
+        """Each request answered after ``since`` (a Unix time), in the access log's order."""
         hits = []
         for line in self.access_log.read_text().splitlines():
-            when, status, upstream = line.split(" ")[:3]
+            when, status, tried, answers = line.split("|")
             if float(when) >= since:
-                hits.append((float(when), int(status), upstream))
+                hits.append(Hit(float(when), int(status), tried.split(", "), answers.split(", ")))
         return hits
 
     def stop(self) -> None:
@@ -344,12 +388,19 @@ class Cluster:
             self.store = "postgres" if postgres_store_available() else "sqlite"
         data_dir = self.root / "data"
         data_dir.mkdir()
-        if self.image:
-            os.chown(data_dir, 10001, 10001)  # the image's user writes the shared data dir
+        credentials = self.root / "credentials"
+        credentials.write_text(
+            f"[cluster]\naws_access_key_id = {ACCESS_KEY_ID}\n"
+            f"aws_secret_access_key = {SECRET_ACCESS_KEY}\n"
+        )
+        credentials.chmod(0o600)
+        if self.image:  # the image's user (uid 10001) writes the data dir, reads the credentials
+            os.chown(data_dir, 10001, 10001)
+            os.chown(credentials, 10001, 10001)
         env = {"REKFACE_SEARCH": "pgvector", "REKFACE_PG_DSN": self.postgres.dsn}
         if self.store == "postgres":
             env["REKFACE_STORE"] = "postgres"
-        spec = ServerSpec(env=env, data_dir=data_dir, image=self.image)
+        spec = ServerSpec(env=env, data_dir=data_dir, credentials=credentials, image=self.image)
         self.servers = [Server(i + 1, spec, self.run_id) for i in range(self.replicas)]
         # One at a time: the first creates the schema, the others find it.
         for server in self.servers:
