@@ -23,6 +23,11 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2
 
+# The documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link fails it.
+.PHONY: docs
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -73,3 +78,20 @@ bench-peers: $(PEERS_STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The container image (Dockerfile; docs/self-hosting.md). No image registry is reachable here, so
+# the base is built from Debian's packages (tools/docker/base-image.sh) unless BASE_IMAGE names
+# one: `make image BASE_IMAGE=python:3.12-slim` where Docker Hub is reachable.
+IMAGE_TAG ?= rekface:latest
+BASE_IMAGE ?=
+.PHONY: image test-cluster
+image:
+	tools/docker/dockerd.sh start
+	base="$(BASE_IMAGE)"; if [ -z "$$base" ]; then \
+		tools/docker/base-image.sh && base=rekface-base/bookworm-py312:latest; fi; \
+	docker build --network host --build-arg BASE_IMAGE="$$base" -t $(IMAGE_TAG) .
+
+# PostgreSQL + three `rekface serve` (containers of the image where Docker runs, else processes)
+# + nginx on 127.0.0.1, tested through boto3 (tests/cluster/run.sh; not part of `make test`).
+test-cluster: $(STAMP)
+	tests/cluster/run.sh
