@@ -1,6 +1,14 @@
 """API Gateway REST API: ``POST /<operation>`` per operation and the Rekognition wire protocol at
-``POST /``; IAM (SigV4) auth by default, or API keys with a usage plan; body-size validation;
-throttling; access logs; errors shaped like Rekognition's so boto3 parses them."""
+``POST /``; IAM (SigV4) auth by default, or API keys with a usage plan; throttling; access logs;
+errors shaped like Rekognition's so boto3 parses them.
+
+Bodies are not validated by API Gateway: its refusal of a body (BAD_REQUEST_BODY) is one response
+type for every reason, and a gateway response template cannot branch (no VTL), so a model that
+checked image sizes also turned a body that is not JSON into ImageTooLargeException. The
+functions parse and validate the body themselves (SerializationException, the model's limits,
+ImageTooLargeException over 5 MB). A body too large for Lambda's 6 MB synchronous payload (or
+API Gateway's 10 MB) is refused by API Gateway with 413 (REQUEST_TOO_LARGE), answered here as
+ImageTooLargeException: the one oversized thing a Rekognition request carries is an image."""
 
 from __future__ import annotations
 
@@ -16,21 +24,21 @@ from rekface_infra.functions import retention
 from rekface_infra.nag import acknowledge
 
 STAGE = "prod"
-JSON_TYPES = ("application/x-amz-json-1.1", "application/json")
 
-# Lambda's synchronous payload limit is 6,291,456 bytes for the whole proxy event. Base64 images
-# up to 6,000,000 characters (4.5 MB raw) leave room for the headers and request context; the
-# two images of CompareFaces share the budget. Larger images must come as Image.S3Object.
-MAX_IMAGE_BASE64 = 6_000_000
+# Lambda's synchronous payload limit is 6,291,456 bytes for the whole proxy event: base64 images
+# up to ~4.5 MB raw fit with the headers and request context (the two images of CompareFaces
+# share the budget). Larger images must come as Image.S3Object.
 TOO_LARGE_MESSAGE = (
-    '"Image too large for API Gateway: Image.Bytes up to 4.5 MB (2.25 MB each for CompareFaces); '
-    'pass larger images (up to 15 MB) as Image.S3Object"'
+    '"Image too large for API Gateway: Image.Bytes up to about 4.5 MB (2.25 MB each for '
+    'CompareFaces); pass larger images (up to 15 MB) as Image.S3Object"'
 )
 
 # API Gateway's own refusals, answered as Rekognition/AWS JSON errors (botocore reads __type).
 GATEWAY_ERRORS: dict[apigw.ResponseType, tuple[str, str]] = {
-    # The body model checks image sizes only (image_size_schema), so a refused body is this.
-    apigw.ResponseType.BAD_REQUEST_BODY: ("400", "ImageTooLargeException"),
+    # No body model is attached (see above); should one ever be, a refused body is the client's
+    # malformed request, as Rekognition answers a body it cannot read.
+    apigw.ResponseType.BAD_REQUEST_BODY: ("400", "SerializationException"),
+    # Over Lambda's 6 MB payload or API Gateway's 10 MB: an image sent as Bytes that is too big.
     apigw.ResponseType.REQUEST_TOO_LARGE: ("413", "ImageTooLargeException"),
     apigw.ResponseType.THROTTLED: ("429", "ThrottlingException"),
     apigw.ResponseType.QUOTA_EXCEEDED: ("429", "ThrottlingException"),
@@ -44,27 +52,6 @@ GATEWAY_ERRORS: dict[apigw.ResponseType, tuple[str, str]] = {
     apigw.ResponseType.INTEGRATION_TIMEOUT: ("504", "InternalServerError"),
     apigw.ResponseType.DEFAULT_5_XX: ("500", "InternalServerError"),
 }
-
-
-def image_size_schema() -> apigw.JsonSchema:
-    def image(limit: int) -> apigw.JsonSchema:
-        return apigw.JsonSchema(
-            type=apigw.JsonSchemaType.OBJECT,
-            properties={
-                "Bytes": apigw.JsonSchema(type=apigw.JsonSchemaType.STRING, max_length=limit)
-            },
-        )
-
-    return apigw.JsonSchema(
-        schema=apigw.JsonSchemaVersion.DRAFT4,
-        title="RekognitionRequestSize",
-        type=apigw.JsonSchemaType.OBJECT,
-        properties={
-            "Image": image(MAX_IMAGE_BASE64),
-            "SourceImage": image(MAX_IMAGE_BASE64 // 2),
-            "TargetImage": image(MAX_IMAGE_BASE64 // 2),
-        },
-    )
 
 
 class Api(Construct):
@@ -122,19 +109,10 @@ class Api(Construct):
                 throttling_burst_limit=config.throttle_burst,
             ),
         )
-        model = self.api.add_model(
-            "RequestSize", content_type="application/json", schema=image_size_schema()
-        )
-        validator = self.api.add_request_validator(
-            "BodySize", validate_request_body=True, validate_request_parameters=True
-        )
 
         def post(resource: apigw.IResource, fn: lambda_.IFunction) -> apigw.Method:
             return resource.add_method(
-                "POST",
-                apigw.LambdaIntegration(fn, proxy=True, allow_test_invoke=False),
-                request_validator=validator,
-                request_models={t: model for t in JSON_TYPES},
+                "POST", apigw.LambdaIntegration(fn, proxy=True, allow_test_invoke=False)
             )
 
         self.methods: dict[str, apigw.Method] = {}
@@ -147,7 +125,7 @@ class Api(Construct):
             # messageString is already a quoted JSON string.
             message = (
                 TOO_LARGE_MESSAGE
-                if kind == apigw.ResponseType.BAD_REQUEST_BODY
+                if kind == apigw.ResponseType.REQUEST_TOO_LARGE
                 else "$context.error.messageString"
             )
             self.api.add_gateway_response(
@@ -181,6 +159,14 @@ class Api(Construct):
             )
         acknowledge(
             self.api,
+            "AwsSolutions-APIG2",
+            "Request bodies are validated by the functions against the botocore model, with "
+            "Rekognition's own error codes; API Gateway's validator answers every refusal with one "
+            "response type (BAD_REQUEST_BODY), which cannot tell a malformed body from an "
+            "oversized image. Sizes are still bounded: 413 beyond Lambda's 6 MB payload.",
+        )
+        acknowledge(
+            self.api,
             "AwsSolutions-COG4",
             "Clients are AWS SDKs calling a machine-to-machine API: SigV4 (IAM) is the "
             "authoriser, as for Rekognition itself; there are no Cognito user pools here.",
@@ -189,7 +175,7 @@ class Api(Construct):
             self.api,
             "AwsSolutions-APIG3",
             "WAF is optional hardening with a monthly cost; the API is authenticated, "
-            "throttled per stage (and per key) and validates body sizes. Attach a web ACL "
+            "throttled per stage (and per key) and size-limited (413). Attach a web ACL "
             "to the stage if the deployment needs one.",
         )
         acknowledge(

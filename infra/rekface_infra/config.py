@@ -10,6 +10,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 
 ARCHITECTURES = ("x86_64", "arm64")
+# Lambda's default concurrency quota per Region (1,000) minus the 100 it keeps unreserved.
+MAX_RESERVED_TOTAL = 900
 AUTH_MODES = ("iam", "api_key")
 SEARCH_MODES = ("memory", "s3vectors")
 
@@ -31,8 +33,14 @@ class StackConfig:
     image_timeout_s: int = 29  # API Gateway's integration timeout is 29 s
     data_timeout_s: int = 29
     ingest_timeout_s: int = 120
-    reserved_concurrency: int = 0  # 0: none reserved (account pool); N: each function gets N
+    # 0: nothing reserved (every function draws on the account's pool). N: each image function
+    # (the 5 image operations and the S3 flows: the ones that load models) gets N, so the stack
+    # reserves reserved_total = 6 x N; the data functions and the router stay in the pool.
+    reserved_concurrency: int = 0
     auth: str = "iam"  # "iam" (SigV4, default) or "api_key" (x-api-key header + usage plan)
+    # X-Ray SDK subsegments in the POST / router (its Lambda client call). Off: Lambda still traces
+    # the router's invocation, and its cold start skips importing the SDK.
+    router_tracing: bool = False
     throttle_rate: float = 50.0  # API requests per second, steady state
     throttle_burst: int = 100
     deletion_protection: bool = True  # table deletion protection + retain table and bucket
@@ -45,6 +53,11 @@ class StackConfig:
     # "s3vectors" (a vector bucket, one index per collection: up to Rekognition's 20 M faces).
     search: str = "memory"
     vector_bucket_name: str = ""  # s3vectors: default rekface-<stack UUID>
+
+    @property
+    def reserved_total(self) -> int:
+        """Concurrency the stack reserves in the account, all functions together."""
+        return self.reserved_concurrency * reserved_functions()
 
     @property
     def layers_path(self) -> Path:
@@ -81,8 +94,23 @@ class StackConfig:
             )
         if self.reserved_concurrency < 0:
             raise ValueError("reserved_concurrency must be >= 0")
+        if self.reserved_total > MAX_RESERVED_TOTAL:
+            raise ValueError(
+                f"reserved_concurrency={self.reserved_concurrency} reserves "
+                f"{self.reserved_total} ({reserved_functions()} image functions x "
+                f"{self.reserved_concurrency}); Lambda keeps 100 of an account's concurrency "
+                f"unreserved, so at the default quota of 1,000 at most {MAX_RESERVED_TOTAL} can be "
+                "reserved (and far less on new accounts: see `aws lambda get-account-settings`)"
+            )
         if not 1 <= self.image_timeout_s <= 29 or not 1 <= self.data_timeout_s <= 29:
             raise ValueError("API function timeouts must be 1..29 s (API Gateway waits 29 s)")
+
+
+def reserved_functions() -> int:
+    """The functions reserved_concurrency applies to: the image operations and the S3 flows."""
+    from rekface.spec.operations import OPERATIONS
+
+    return sum(op.reads_images for op in OPERATIONS) + 1
 
 
 def _coerce(name: str, kind: Any, raw: Any) -> Any:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Aws, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -15,10 +15,13 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from rekface.adapters.lambda_router import FUNCTIONS_ENV, READ_TIMEOUT_MARGIN_S, TIMEOUT_ENV
+from rekface.adapters.token_secret import paging_operations
 from rekface.spec.operations import OPERATIONS, Access, OperationInfo
 from rekface_infra.config import REPO, StackConfig
 from rekface_infra.layers import Layers, architecture, runtime
 from rekface_infra.nag import acknowledge
+from rekface_infra.token_secret import TokenSecret
 from rekface_infra.vectors import VectorSearch
 
 # The DynamoDB calls of rekface.stores.dynamodb, by what an operation may do. Transactions are
@@ -53,6 +56,7 @@ class Shared:
     table: dynamodb.ITableV2
     bucket: s3.IBucket
     vectors: VectorSearch | None = None  # search=s3vectors: the vector bucket and its grants
+    token_secret: TokenSecret | None = None  # the paging functions' HMAC key (Secrets Manager)
 
 
 def base_environment() -> dict[str, str]:
@@ -68,9 +72,6 @@ def store_environment(shared: Shared) -> dict[str, str]:
         "REKFACE_STORE": "dynamodb",
         "REKFACE_TABLE_NAME": shared.table.table_name,
         "REKFACE_ACCOUNT_ID": Aws.ACCOUNT_ID,
-        # Pagination tokens are HMAC-signed; the stack's own UUID is a per-deployment key that
-        # needs no secret store (a token proves integrity, it grants nothing).
-        "REKFACE_TOKEN_SECRET": Fn.select(2, Fn.split("/", Aws.STACK_ID)),
         # Every function with the store uses the same search backend (search notices follow
         # store writes; rekface.search.indexed).
         **(shared.vectors.environment() if shared.vectors is not None else {}),
@@ -98,7 +99,8 @@ def make_function(
     environment: dict[str, str],
     description: str,
 ) -> tuple[lambda_.Function, iam.Role]:
-    """A function with its own role and its own log group (retention set, write-only access)."""
+    """A function with its own role and its own log group (retention set, write-only access).
+    The image functions (``with_models``) get the reserved concurrency of the config, if any."""
     config = shared.config
     role = iam.Role(
         scope,
@@ -117,6 +119,9 @@ def make_function(
     if with_models:
         layers.append(shared.layers.models)
     env = {**base_environment(), **environment}
+    # Reserved concurrency caps (and guarantees) the expensive functions only: N for each of the
+    # image functions, StackConfig.reserved_total in all; the others share the account's pool.
+    reserved = (config.reserved_concurrency or None) if with_models else None
     fn = lambda_.Function(
         scope,
         name,
@@ -132,7 +137,7 @@ def make_function(
         log_group=log_group,
         tracing=lambda_.Tracing.ACTIVE,
         environment=env,
-        reserved_concurrent_executions=config.reserved_concurrency or None,
+        reserved_concurrent_executions=reserved,
     )
     fn.node.default_child.override_logical_id(logical_id(name))  # type: ignore[union-attr]
     acknowledge(
@@ -220,20 +225,35 @@ class Functions(Construct):
             grant_operation(role, op, shared)
             if shared.vectors is not None:
                 shared.vectors.grant(role, [op.name])
+            if shared.token_secret is not None and op.name in paging_operations():
+                fn.add_environment(*next(iter(shared.token_secret.environment().items())))
+                shared.token_secret.grant_read(role)
             self.by_operation[op.name] = fn
             self.roles[op.name] = role
 
-        # POST /: forwards to the operations' functions; may invoke them and nothing else.
+        # POST /: forwards to the operations' functions; may invoke them and nothing else. Its
+        # Lambda client waits READ_TIMEOUT_MARGIN_S longer than the slowest target may run, and
+        # the router itself runs a second longer than that (API Gateway has answered the client
+        # at 29 s anyway; the point is that a request is never abandoned and run twice).
         names = {name: fn.function_name for name, fn in self.by_operation.items()}
+        target_timeout_s = max(config.image_timeout_s, config.data_timeout_s)
+        router_env = {
+            FUNCTIONS_ENV: Stack.of(self).to_json_string(names),
+            TIMEOUT_ENV: str(target_timeout_s),
+        }
+        if not config.router_tracing:
+            # Lambda still records the router's segment (Tracing.ACTIVE); without the X-Ray SDK
+            # the router starts cold ~0.1 s faster (docs/lambda-deployment.md).
+            router_env["POWERTOOLS_TRACE_DISABLED"] = "true"
         self.router, self.router_role = make_function(
             self,
             "WireProtocol",
             shared=shared,
             code_dir="wire_protocol",
             memory_mb=config.router_memory_mb,
-            timeout_s=29,
+            timeout_s=target_timeout_s + READ_TIMEOUT_MARGIN_S + 1,
             with_models=False,
-            environment={"REKFACE_FUNCTIONS": Stack.of(self).to_json_string(names)},
+            environment=router_env,
             description="rekface POST /: Rekognition wire protocol, routed by X-Amz-Target",
         )
         self.router_role.add_to_policy(

@@ -15,6 +15,7 @@ from rekface_infra.layers import Layers
 from rekface_infra.monitoring import Monitoring
 from rekface_infra.nag import acknowledge
 from rekface_infra.storage import Storage
+from rekface_infra.token_secret import TokenSecret
 from rekface_infra.vectors import VectorSearch
 
 
@@ -27,7 +28,15 @@ class RekfaceStack(Stack):
         self.vectors = (
             VectorSearch(self, "Vectors", config=config) if config.search == "s3vectors" else None
         )
-        shared = Shared(config, self.layers, self.storage.table, self.storage.bucket, self.vectors)
+        self.token_secret = TokenSecret(self, "TokenSecret")
+        shared = Shared(
+            config,
+            self.layers,
+            self.storage.table,
+            self.storage.bucket,
+            self.vectors,
+            self.token_secret,
+        )
         self.functions = Functions(self, "Functions", shared=shared)
         self.api = Api(
             self,

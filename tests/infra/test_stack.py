@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from rekface.adapters.lambda_s3 import FLOW_PREFIXES
+from rekface.adapters.token_secret import SECRET_ARN_ENV
 from rekface.spec.operations import OPERATIONS, Access
 from rekface.stores.dynamodb import TABLE_DEFINITION, TTL_ATTRIBUTE
 
@@ -22,6 +23,7 @@ TABLE_WRITE = TABLE_READ | {
     "dynamodb:ConditionCheckItem",
 }
 EXPECTED_TABLE_ACTIONS = {Access.NONE: set(), Access.READ: TABLE_READ, Access.WRITE: TABLE_WRITE}
+PAGING = {"ListCollections", "ListFaces", "ListUsers"}  # NextToken in the botocore model
 
 
 def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -89,6 +91,12 @@ def test_each_operation_has_its_function(tpl, op):
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "rekface"
     assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
     assert env["REKFACE_STORE"] == "dynamodb" and ref_id(env["REKFACE_TABLE_NAME"])
+    assert "REKFACE_TOKEN_SECRET" not in env  # no key derived from the stack any more
+    if op.name in PAGING:
+        secret = tpl["Resources"][ref_id(env[SECRET_ARN_ENV])]
+        assert secret["Type"] == "AWS::SecretsManager::Secret"
+    else:
+        assert SECRET_ARN_ENV not in env
     layers = {ref_id(layer) for layer in props["Layers"]}
     if op.reads_images:
         assert props["MemorySize"] == 1769 and env["REKFACE_MODELS_DIR"] == "/opt/models"
@@ -125,7 +133,9 @@ def test_roles_are_least_privilege(tpl, op):
             )
     s3_actions = actions(statements, "s3:")
     assert s3_actions == ({"s3:GetObject"} if op.reads_images else set())
-    assert actions(statements) - actions(statements, "dynamodb:") - s3_actions == {
+    secret_actions = {"secretsmanager:GetSecretValue"} if op.name in PAGING else set()
+    assert actions(statements, "secretsmanager:") == secret_actions
+    assert actions(statements) - actions(statements, "dynamodb:") - s3_actions - secret_actions == {
         "logs:CreateLogStream",
         "logs:PutLogEvents",
         "xray:PutTraceSegments",
@@ -140,6 +150,9 @@ def test_router_can_only_invoke_the_operation_functions(tpl):
     env = router["Environment"]["Variables"]
     assert "REKFACE_TABLE_NAME" not in env and "REKFACE_STORE" not in env
     assert len(router["Layers"]) == 2 and router["MemorySize"] == 256
+    # Its Lambda client waits longer than the targets may run (29 s), and it runs longer still.
+    assert env["REKFACE_FUNCTION_TIMEOUT_S"] == "29" and router["Timeout"] == 32
+    assert env["POWERTOOLS_TRACE_DISABLED"] == "true"  # no X-Ray SDK at cold start by default
     # REKFACE_FUNCTIONS: a JSON object, operation -> {"Ref": "<Operation>Function"}.
     parts = env["REKFACE_FUNCTIONS"]["Fn::Join"][1]
     mapping = {}
@@ -186,22 +199,18 @@ def test_routes(tpl):
         assert props["HttpMethod"] == "POST" and props["AuthorizationType"] == "AWS_IAM"
         assert props["Integration"]["Type"] == "AWS_PROXY"
         assert _integration_function(props) == f"{op.name}Function"
-        assert props["RequestValidatorId"]
-        assert set(props["RequestModels"]) == {"application/x-amz-json-1.1", "application/json"}
+        # Bodies reach the function, which answers a malformed one with SerializationException.
+        assert "RequestValidatorId" not in props and "RequestModels" not in props
     root = methods["/"]
     assert root["AuthorizationType"] == "AWS_IAM"
     assert _integration_function(root) == "WireProtocolFunction"
 
 
-def test_request_size_model(tpl):
-    (model,) = resources(tpl, "AWS::ApiGateway::Model").values()
-    props = model["Properties"]["Schema"]["properties"]
-    limit = props["Image"]["properties"]["Bytes"]["maxLength"]
-    assert limit == 6_000_000  # base64 of 4.5 MB: fits Lambda's 6 MB payload with the event
-    assert props["SourceImage"]["properties"]["Bytes"]["maxLength"] == limit // 2
-    assert props["TargetImage"]["properties"]["Bytes"]["maxLength"] == limit // 2
-    (validator,) = resources(tpl, "AWS::ApiGateway::RequestValidator").values()
-    assert validator["Properties"]["ValidateRequestBody"] is True
+def test_no_body_validation_in_api_gateway(tpl):
+    """A gateway response cannot tell a malformed body from an oversized image (one response
+    type, no VTL): the functions validate bodies, API Gateway only caps their size (413)."""
+    assert not resources(tpl, "AWS::ApiGateway::Model")
+    assert not resources(tpl, "AWS::ApiGateway::RequestValidator")
 
 
 def test_stage_throttling_logs_tracing(tpl):
@@ -221,15 +230,19 @@ def test_gateway_errors_are_rekognition_errors(tpl):
         for v in resources(tpl, "AWS::ApiGateway::GatewayResponse").values()
     }
     expected = {
-        "BAD_REQUEST_BODY": "ImageTooLargeException",
-        "THROTTLED": "ThrottlingException",
-        "ACCESS_DENIED": "AccessDeniedException",
-        "INVALID_SIGNATURE": "InvalidSignatureException",
-        "EXPIRED_TOKEN": "ExpiredTokenException",
-        "DEFAULT_5XX": "InternalServerError",
+        "BAD_REQUEST_BODY": ("SerializationException", "400"),
+        "REQUEST_TOO_LARGE": ("ImageTooLargeException", "413"),
+        "THROTTLED": ("ThrottlingException", "429"),
+        "ACCESS_DENIED": ("AccessDeniedException", "403"),
+        "INVALID_SIGNATURE": ("InvalidSignatureException", "403"),
+        "EXPIRED_TOKEN": ("ExpiredTokenException", "403"),
+        "DEFAULT_5XX": ("InternalServerError", "500"),
     }
-    for kind, code in expected.items():
+    too_large = [kind for kind, (code, _) in expected.items() if code == "ImageTooLargeException"]
+    assert too_large == ["REQUEST_TOO_LARGE"]  # only for size
+    for kind, (code, status) in expected.items():
         props = responses[kind]
+        assert props["StatusCode"] == status
         assert props["ResponseParameters"]["gatewayresponse.header.x-amzn-ErrorType"] == f"'{code}'"
         # What botocore will parse once API Gateway fills in the message:
         body = props["ResponseTemplates"]["application/json"].replace(
@@ -246,9 +259,17 @@ def test_api_key_mode(tpl_key):
     assert plan["Properties"]["Throttle"] == {"BurstLimit": 100, "RateLimit": 50}
     assert resources(tpl_key, "AWS::ApiGateway::UsagePlanKey")
     assert "ApiKeyId" in tpl_key["Outputs"]
-    for fid, fn in resources(tpl_key, "AWS::Lambda::Function").items():
-        if fid.endswith("Function"):
-            assert fn["Properties"]["ReservedConcurrentExecutions"] == 5
+    # reserved_concurrency=5: 5 for each image function (the ones that load models), none for
+    # the data functions and the router: 6 x 5 = 30 reserved in the account, not 24 x 5.
+    image = {f"{op.name}Function" for op in OPERATIONS if op.reads_images} | {"S3EventsFunction"}
+    reserved = {
+        fid: fn["Properties"].get("ReservedConcurrentExecutions")
+        for fid, fn in resources(tpl_key, "AWS::Lambda::Function").items()
+        if fid.endswith("Function")
+    }
+    assert {fid for fid, n in reserved.items() if n is not None} == image
+    assert sum(n for n in reserved.values() if n) == 30
+    assert all(reserved[fid] == 5 for fid in image)
     # image_buckets: the image operations may read those buckets too, and only they.
     detect = role_statements(tpl_key, function_role(tpl_key, "DetectFacesFunction"))
     assert "arn:" in json.dumps(detect) and "my-photos/*" in json.dumps(detect)
@@ -309,6 +330,39 @@ def test_bucket(tpl):
         if st["Effect"] == "Deny" and "aws:SecureTransport" in json.dumps(st)
     ]
     assert tls, "the bucket refuses plain HTTP"
+
+
+# -- token secret ------------------------------------------------------------------------------
+
+
+def test_the_token_secret_is_generated_at_deploy_time(tpl):
+    (secret_id,) = resources(tpl, "AWS::SecretsManager::Secret")
+    generate = tpl["Resources"][secret_id]["Properties"]["GenerateSecretString"]
+    assert generate["PasswordLength"] >= 32 and generate["ExcludePunctuation"] is True
+    assert "SecretString" not in tpl["Resources"][secret_id]["Properties"]
+
+
+def test_only_the_paging_functions_may_read_the_token_secret(tpl):
+    (secret_id,) = resources(tpl, "AWS::SecretsManager::Secret")
+    readers = set()
+    for fid in resources(tpl, "AWS::Lambda::Function"):
+        if not fid.endswith("Function"):
+            continue
+        for st in role_statements(tpl, function_role(tpl, fid)):
+            if actions([st], "secretsmanager:"):
+                assert st["Effect"] == "Allow"
+                assert actions([st]) == {"secretsmanager:GetSecretValue"}
+                assert ref_id(st["Resource"]) == secret_id  # that one secret, no wildcard
+                readers.add(fid)
+    assert readers == {f"{name}Function" for name in PAGING}
+
+
+def test_reserved_concurrency_is_checked_against_the_account_pool():
+    from rekface_infra.config import StackConfig
+
+    assert StackConfig(reserved_concurrency=10).reserved_total == 60
+    with pytest.raises(ValueError, match="reserves 1200"):
+        StackConfig(reserved_concurrency=200).validate()
 
 
 # -- S3 flows ----------------------------------------------------------------------------------
