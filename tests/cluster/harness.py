@@ -243,6 +243,13 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(10)
 
+    def pid(self) -> int | None:
+        """The host pid of the server (of the container's init, tini, for a container)."""
+        if self.spec.image:
+            pid = int(docker("inspect", "--format", "{{.State.Pid}}", self.name, capture=True))
+            return pid or None
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -361,6 +368,59 @@ http {{
                 self.proc.wait(10)
 
 
+# ---- memory ----------------------------------------------------------------------------------
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and its descendants, from /proc (the containers' processes are visible there)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo += children.get(pid, [])
+    return tree
+
+
+def memory_mb(root: int | None) -> tuple[float, float]:
+    """(resident now, peak resident) of a process tree in MB: the sums of VmRSS and VmHWM (the
+    peak of each process; shared pages such as PostgreSQL's buffers count in each, so for
+    PostgreSQL this overstates, see ``pss_mb``)."""
+    if root is None:
+        return 0.0, 0.0
+    rss = hwm = 0
+    for pid in process_tree(root):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("VmHWM:"):
+                    hwm += int(line.split()[1])
+        except OSError:
+            continue
+    return rss / 1024, hwm / 1024
+
+
+def pss_mb(root: int | None) -> float:
+    """Proportional set size of a process tree in MB (shared pages divided among their users)."""
+    total = 0
+    for pid in process_tree(root) if root else []:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
 # ---- the whole cluster -----------------------------------------------------------------------
 
 
@@ -448,6 +508,22 @@ class Cluster:
                 (collection_id,),
             ).fetchone()
         return n
+
+    def memory_report(self) -> str:
+        """Memory of each part now, and each server's peak since it started."""
+        parts = []
+        for server in self.servers:
+            now, peak = memory_mb(server.pid())
+            parts.append(f"server {server.index}: {now:.0f} MB (peak {peak:.0f})")
+        pg_pid = None
+        if self.postgres is not None:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                pid_file = self.postgres.pgdata / "postmaster.pid"
+                pg_pid = int(pid_file.read_text().split()[0])
+        parts.append(f"PostgreSQL: {pss_mb(pg_pid):.0f} MB (PSS)")
+        for lb in self.balancers:
+            parts.append(f"nginx {lb.prefix.name}: {memory_mb(lb.proc.pid)[0]:.0f} MB")
+        return "; ".join(parts)
 
     def stop(self) -> None:
         for lb in self.balancers:

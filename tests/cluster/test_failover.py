@@ -172,4 +172,5 @@ def test_writes_across_servers_survive_a_killed_server(cluster, rekognition):
     assert after and all(h.status in (200, 503) for h in after)
     for server in cluster.servers:  # every process's view agrees with the database
         assert client(server.url).describe_collection(CollectionId=cid)["FaceCount"] == rows
+    print(f"memory: {cluster.memory_report()}")
     rekognition.delete_collection(CollectionId=cid)
