@@ -19,8 +19,10 @@ carry most false matches. So every promised knot is placed at a conservative bou
    different-person pairs), the empirical quantile is too noisy, so a generalised Pareto tail is
    fitted to the resample's top ``TAIL_FRACTION`` impostor scores (weighted probability-weighted
    moments, Hosking & Wallis 1987) and extrapolated; t_b is the larger of the two.
-3. The knot is the ``CONFIDENCE`` quantile of t_b: the FMR at the knot is at most the target in that
-   share of person-level resamples, i.e. the knot is an upper confidence bound of the FMR.
+3. The knot is a one-sided ``CONFIDENCE`` prediction bound of the threshold for a new set of
+   people of the same size: median(t_b) + sqrt(2) x (the ``CONFIDENCE`` quantile of t_b - median).
+   The quantile alone is an upper confidence bound of the FMR of the population the fitted people
+   came from; the sqrt(2) adds the new set's own sampling spread, as for a prediction interval.
 
 Knots that are not promises (Similarity 10 <-> FMR 0.5, 30 <-> 0.1, so a typical stranger scores
 about 10 as on Rekognition) are point estimates from a uniform sample of different-person pairs.
@@ -52,6 +54,10 @@ TARGETS: tuple[tuple[float, float], ...] = (
 )
 PROMISE_FMR = 1e-2
 CONFIDENCE = 0.95
+# A new set of people has its own sampling spread on top of the fit's: the difference of two
+# independent same-size sets' thresholds spreads sqrt(2) times one set's, so the knot is a
+# prediction bound for the threshold of a new set of people, not only a confidence bound.
+PREDICTION_SPREAD = float(np.sqrt(2.0))
 BOOTSTRAPS = 400
 TAIL_MODEL_BELOW_EVENTS = 100.0
 TAIL_FRACTION = 2e-3
@@ -128,7 +134,10 @@ def fit_similarity_map(
     )
     knots, how = _fit_knots(pairs, everyone, bootstraps, rng)
     fit = _rates(pairs, everyone, knots)
-    held = _held_out(pairs, splits, rng, say)
+    # The halvings come from their own generator, so that every recognizer fitted on the same
+    # people with the same seed is validated on the same halves.
+    halves = np.random.default_rng([seed, 1])
+    held = _held_out(pairs, splits, halves, rng, say)
     measured = {}
     for sim, target in TARGETS:
         if target > PROMISE_FMR:
@@ -141,7 +150,9 @@ def fit_similarity_map(
         "model": model,
         "knots": [[-1.0, 0.0]] + [[round(knots[s], 6), s] for s, _ in TARGETS] + [[1.0, 100.0]],
         "method": {
-            "name": "person-level bootstrap upper bound",
+            "name": "prediction bound of the threshold over two-stage person-level bootstraps",
+            "lookalike_groups": groups,
+            "prediction_spread": round(PREDICTION_SPREAD, 6),
             "targets": {f"{s:g}": f for s, f in TARGETS},
             "promises_at_or_below_fmr": PROMISE_FMR,
             "confidence": CONFIDENCE,
@@ -331,11 +342,14 @@ def _fit_knots(
             knots[s] = _sample_threshold(pairs, member, f)
             how[s] = "point estimate (uniform pair sample)"
         else:
-            knots[s] = float(np.quantile(draws[s], CONFIDENCE))
+            centre = float(np.median(draws[s]))
+            spread = float(np.quantile(draws[s], CONFIDENCE)) - centre
+            knots[s] = centre + PREDICTION_SPREAD * max(spread, 0.0)
             share = tail_used[s] / bootstraps
-            how[s] = f"{CONFIDENCE:g} quantile of {bootstraps} person-bootstrap thresholds" + (
-                f"; tail model decided {share:.0%} of them" if share else ""
-            )
+            how[s] = (
+                f"{CONFIDENCE:g} prediction bound from {bootstraps} two-stage person-bootstrap "
+                "thresholds"
+            ) + (f"; tail model decided {share:.0%} of them" if share else "")
     # Strictly increasing, as calibrate.from_dict requires.
     prev = -1.0
     for s, _ in TARGETS:
@@ -380,7 +394,11 @@ def _rates(pairs: _Pairs, w: np.ndarray, knots: dict[float, float]) -> dict[floa
 
 
 def _held_out(
-    pairs: _Pairs, splits: int, rng: np.random.Generator, say: Progress
+    pairs: _Pairs,
+    splits: int,
+    halves: np.random.Generator,
+    rng: np.random.Generator,
+    say: Progress,
 ) -> dict[float, dict]:
     people = len(pairs.photos)
     sums: dict[float, dict] = {
@@ -389,7 +407,7 @@ def _held_out(
         if f <= PROMISE_FMR
     }
     for r in range(splits):
-        half = rng.permutation(people) < people // 2
+        half = halves.permutation(people) < people // 2
         for fit_half in (half, ~half):
             knots, _ = _fit_knots(pairs, fit_half.astype(np.float64), SPLIT_BOOTSTRAPS, rng)
             test = ~fit_half
