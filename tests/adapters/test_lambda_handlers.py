@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from lambda_local import InProcessLambda, LambdaContext, event, load_handler
 
 from rekface.adapters.lambda_router import Router
@@ -66,3 +67,17 @@ def test_base64_encoded_body(samples):
     evt["body"] = base64.b64encode(evt["body"].encode()).decode()
     evt["isBase64Encoded"] = True
     assert invoke("detect_faces", evt)[0] == 200
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=lambda op: op.name)
+def test_a_body_that_is_not_json_is_a_serialization_exception(samples, op):
+    """API Gateway no longer validates bodies (it would call this ImageTooLargeException): every
+    function answers a malformed body as Rekognition does."""
+    evt = event(op.snake)
+    for bad in ("{not json", '{"CollectionId": "a",}', "[]", '"text"'):
+        evt["body"] = bad
+        status, headers, body = invoke(op.snake, evt)
+        assert status == 400 and body["__type"] == "SerializationException", (bad, body)
+        assert headers["x-amzn-ErrorType"] == "SerializationException"
+    evt["body"], evt["isBase64Encoded"] = "not base64!", True
+    assert invoke(op.snake, evt)[2]["__type"] == "SerializationException"

@@ -109,3 +109,144 @@ def _streaming(data: bytes):
     from botocore.response import StreamingBody
 
     return StreamingBody(io.BytesIO(data), len(data))
+
+
+# -- the router's Lambda client: one attempt, timeouts, every failure a Rekognition error ------
+
+
+class FakeLambda:
+    """Lambda's Invoke API on 127.0.0.1, answering each request with the next scripted reply
+    (status, headers, body, delay in seconds), and counting the requests it receives."""
+
+    def __init__(self, replies):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.replies = list(replies)
+        self.requests: list[str] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                fake.requests.append(self.path)
+                status, headers, body, delay = fake.replies.pop(0)
+                if delay:
+                    import time
+
+                    time.sleep(delay)
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_lambda():
+    fakes = []
+
+    def make(*replies):
+        fakes.append(FakeLambda(replies))
+        return fakes[-1]
+
+    yield make
+    for fake in fakes:
+        fake.close()
+
+
+def routed_through(fake: FakeLambda, function_timeout_s: int = 29) -> dict:
+    from rekface.adapters.lambda_router import client_config
+
+    client = boto3.client(
+        "lambda",
+        region_name="us-east-1",
+        endpoint_url=fake.url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=client_config(function_timeout_s),
+    )
+    return Router(FUNCTIONS, lambda_invoker(client)).route(event("wire_protocol_detect_faces"))
+
+
+def lambda_error(code: str, status: int, message: str = "details: arn:aws:lambda:secret"):
+    body = json.dumps({"Type": "User", "message": message}).encode()
+    return (status, {"x-amzn-ErrorType": code, "Content-Type": "application/json"}, body, 0)
+
+
+def test_client_config_one_attempt_and_timeouts():
+    from rekface.adapters.lambda_router import client_config
+
+    config = client_config(29)
+    assert config.retries == {"mode": "standard", "total_max_attempts": 1}
+    assert config.read_timeout > 29 and config.connect_timeout <= 5
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "error", "answer"),
+    [
+        ("TooManyRequestsException", 429, "ThrottlingException", 503),
+        ("ResourceConflictException", 409, "ThrottlingException", 503),
+        ("RequestTooLargeException", 413, "ImageTooLargeException", 400),
+        ("ServiceException", 500, "InternalServerError", 500),
+        ("ResourceNotFoundException", 404, "InternalServerError", 500),
+        ("AccessDeniedException", 403, "InternalServerError", 500),
+    ],
+)
+def test_invoke_errors_are_rekognition_errors_after_one_attempt(
+    fake_lambda, code, status, error, answer
+):
+    # Two replies scripted: a retry would get the second (a success) and hide the error.
+    ok = {"statusCode": 200, "headers": {}, "body": "{}", "isBase64Encoded": False}
+    fake = fake_lambda(lambda_error(code, status), (200, {}, json.dumps(ok).encode(), 0))
+    out = routed_through(fake)
+    assert len(fake.requests) == 1, "the router's client must not retry"
+    assert body(out)["__type"] == error and out["statusCode"] == answer
+    assert "secret" not in out["body"] and "arn:" not in out["body"]
+
+
+def test_a_read_timeout_is_an_internal_error_after_one_attempt(fake_lambda):
+    # function_timeout_s=1: the client waits 1 + READ_TIMEOUT_MARGIN_S s, the reply comes later.
+    ok = {"statusCode": 200, "headers": {}, "body": "{}", "isBase64Encoded": False}
+    fake = fake_lambda((200, {}, json.dumps(ok).encode(), 4), (200, {}, b"{}", 0))
+    out = routed_through(fake, function_timeout_s=1)
+    assert len(fake.requests) == 1
+    assert body(out)["__type"] == "InternalServerError" and out["statusCode"] == 500
+
+
+def test_function_errors_and_non_answers_are_internal_errors(fake_lambda):
+    crash = json.dumps({"errorMessage": "Task timed out after 29.00 seconds"}).encode()
+    fake = fake_lambda(
+        (200, {"X-Amz-Function-Error": "Unhandled"}, crash, 0),
+        (200, {}, b"not json", 0),
+        (200, {}, b'{"no": "statusCode"}', 0),
+    )
+    for _ in range(3):
+        out = routed_through(fake)
+        assert body(out)["__type"] == "InternalServerError" and "timed out" not in out["body"]
+    assert len(fake.requests) == 3
+
+
+def test_the_function_timeout_comes_from_the_environment():
+    from rekface.adapters.lambda_router import TIMEOUT_ENV, function_timeout_from_env
+
+    assert function_timeout_from_env({}) == 29
+    assert function_timeout_from_env({TIMEOUT_ENV: "12"}) == 12
+    with pytest.raises(RuntimeError, match=TIMEOUT_ENV):
+        function_timeout_from_env({TIMEOUT_ENV: "soon"})
