@@ -1,0 +1,126 @@
+"""Connections that never finish a request (issue 18: 200 idle / slowloris / stalled-body
+connections each held a thread, none was closed after 50 s, and at a low fd limit new clients
+timed out). Now: other clients are served meanwhile, the server closes every such connection
+(within its timeouts: here 2 s idle, 3 s per request, checked with a 30 s bound so a busy
+machine cannot fail the test), and its threads and fds stay bounded."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from hardening_wire import send
+
+from benchmarks.slow_clients import KINDS, run_attack
+
+IDLE_TIMEOUT = 2
+REQUEST_TIMEOUT = 3
+GIVE_UP_AFTER = 30  # far above the timeouts, far below the 60 s default
+ATTACKERS = 200
+MAX_CONNECTIONS = 250  # room for the attackers and a well-behaved client
+SMALL_CAP = 40
+
+
+class Sampler:
+    """The server's thread and fd counts, sampled every 0.1 s while it runs."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self.threads: list[int] = []
+        self.fds: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self.threads.append(self.server.threads())
+            self.fds.append(self.server.fds())
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def well_behaved(url: str, answers: list[int], requests: int = 5):
+    def run() -> None:
+        for _ in range(requests):
+            reply = send(
+                "POST",
+                url + "/",
+                {"X-Amz-Target": "RekognitionService.ListCollections"},
+                b"{}",
+                timeout=GIVE_UP_AFTER,
+            )
+            answers.append(reply.status)
+
+    return run
+
+
+@pytest.fixture
+def guarded(serve):
+    return serve(
+        "--idle-timeout",
+        str(IDLE_TIMEOUT),
+        "--request-timeout",
+        str(REQUEST_TIMEOUT),
+        "--max-connections",
+        str(MAX_CONNECTIONS),
+        "--no-access-log",
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_bad_connections_are_closed_and_others_served_meanwhile(guarded, kind):
+    base_threads, base_fds = guarded.threads(), guarded.fds()
+    answers: list[int] = []
+    with Sampler(guarded) as sample:
+        result = run_attack(
+            "127.0.0.1",
+            guarded.port,
+            kind,
+            ATTACKERS,
+            give_up_after=GIVE_UP_AFTER,
+            dribble_every=0.5,  # far more often than the idle timeout: only a deadline helps
+            during=well_behaved(guarded.url, answers),
+        )
+    assert result.opened == ATTACKERS
+    assert answers == [200] * 5  # served...
+    assert result.open_after_during > 0  # ...while bad connections were held open
+    assert result.left_open == 0, f"{result.left_open} {kind} connections still open"
+    assert result.closed == ATTACKERS
+    # A fixed pool of threads, not one per connection; one fd per connection at most.
+    assert max(sample.threads) - base_threads < 20, (base_threads, max(sample.threads))
+    # (+ 40: the store's per-thread connections, opened by the first requests served)
+    assert max(sample.fds) - base_fds <= MAX_CONNECTIONS + 40, (base_fds, max(sample.fds))
+
+
+def test_beyond_the_connection_cap_fds_stay_bounded(serve):
+    server = serve(
+        "--idle-timeout",
+        str(IDLE_TIMEOUT),
+        "--request-timeout",
+        str(REQUEST_TIMEOUT),
+        "--max-connections",
+        str(SMALL_CAP),
+        "--no-access-log",
+    )
+    base_fds = server.fds()
+    answers: list[int] = []
+    with Sampler(server) as sample:
+        result = run_attack(
+            "127.0.0.1",
+            server.port,
+            "idle",
+            3 * SMALL_CAP,
+            give_up_after=GIVE_UP_AFTER,
+            during=well_behaved(server.url, answers, requests=2),
+        )
+    assert max(sample.fds) - base_fds <= SMALL_CAP + 40, (base_fds, max(sample.fds))
+    # The rest waited in the listen backlog and were closed in turn; the good client got in
+    # as soon as a slot was free.
+    assert result.left_open == 0
+    assert answers == [200, 200]
