@@ -3,12 +3,15 @@ read the result object. Real models on real photos."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import replace
 from typing import Any
+from urllib.parse import quote
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from lambda_local import LambdaContext, event, load_handler
 from moto import mock_aws
 
@@ -54,10 +57,38 @@ def s3(monkeypatch):
         yield client
 
 
+class S3Limits:
+    """The moto client with the limits real S3 enforces on PutObject and moto does not: a key of
+    at most 1,024 UTF-8 bytes, at most 2 KB of user metadata (botocore itself refuses non-ASCII
+    metadata)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def put_object(self, **kw: Any) -> Any:
+        if len(kw["Key"].encode("utf-8")) > 1024:
+            raise _s3_error("KeyTooLongError", "Your key is too long")
+        meta = kw.get("Metadata", {})
+        if sum(len(k.encode()) + len(v.encode()) for k, v in meta.items()) > 2048:
+            raise _s3_error("MetadataTooLarge", "Your metadata headers exceed the maximum")
+        return self._client.put_object(**kw)
+
+
+def _s3_error(code: str, message: str) -> ClientError:
+    error = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": 400},
+    }
+    return ClientError(error, "PutObject")  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def flows(s3, settings, engine) -> S3Flows:
     ctx = Context(settings=settings, engine=engine, images=S3ImageFetcher(s3))
-    return S3Flows(ctx, s3)
+    return S3Flows(ctx, S3Limits(s3))
 
 
 def put(s3, key: str, data: bytes) -> str:
@@ -117,7 +148,7 @@ def test_a_bad_image_is_an_error_result_not_a_retry(s3, flows, photo):
 def test_keys_off_the_layout_get_an_error_result(s3, flows, key):
     etag = put(s3, key, b"x")
     assert process(flows, s3_event((key, etag))) == []
-    body, meta = result(s3, f"results/{key}.json")
+    body, meta = result(s3, f"results/invalid/{key}.json")
     assert body["__type"] == "InvalidParameterException" and "layout" in body["Message"]
     assert meta["status"] == "400"
 
@@ -187,7 +218,7 @@ def aws_flows(s3, settings, engine) -> S3Flows:
     guard = IdempotencyGuard(_persistence(_idempotency_table()))
     guard.bind(LambdaContext())
     operations.run(ctx, "CreateCollection", {"CollectionId": "family"})
-    return S3Flows(ctx, s3, guard)
+    return S3Flows(ctx, S3Limits(s3), guard)
 
 
 def test_index_then_search(s3, aws_flows, photo):
@@ -295,3 +326,106 @@ def _persistence(table: str):
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
     return DynamoDBPersistenceLayer(table_name=table)
+
+
+# -- issue 18: result keys that never collide, any key S3 accepts answered, never retried -------
+
+
+def hashed(name: str) -> str:
+    """Where the result of ``name`` goes when its natural key would not fit S3 (the rule in the
+    module's docstring, computed independently)."""
+    return f"results/hashed/{hashlib.sha256(name.encode()).hexdigest()}.json"
+
+
+def test_a_key_named_like_a_job_does_not_overwrite_its_result(s3, flows, photo):
+    put(s3, "compare/job1/source.jpg", photo(SAME_A))
+    etag = put(s3, "compare/job1/target.jpg", photo(SAME_B))
+    process(flows, s3_event(("compare/job1/target.jpg", etag)))
+    for key in ("compare/job1", "compare/job1.json", "compare/job1/result"):
+        etag = put(s3, key, b"x")
+        assert process(flows, s3_event((key, etag))) == []
+        body, _ = result(s3, f"results/invalid/{key}.json")
+        assert body["__type"] == "InvalidParameterException"
+    body, meta = result(s3, "results/compare/job1.json")
+    assert meta["status"] == "200" and body["FaceMatches"][0]["Similarity"] >= 80
+
+
+def test_unicode_keys_are_answered_and_never_retried(s3, aws_flows, photo):
+    etag = put(s3, "index/family/paul.jpg", photo(SAME_A))
+    process(aws_flows, s3_event(("index/family/paul.jpg", etag)))
+
+    # A unicode ExternalImageId is not allowed by Rekognition: an error result, written.
+    key = "index/family/ålice.jpg"
+    etag = put(s3, key, photo(SAME_A))
+    assert len(process(aws_flows, s3_event((key, etag)))) == 1  # does not raise
+    body, meta = result(s3, f"results/{key}.json")
+    assert body["__type"] == "InvalidParameterException" and meta["status"] == "400"
+    assert meta["source-key"] == quote(key) and meta["source-key"].isascii()
+
+    # A unicode search name is fine: the real answer, written.
+    key = "search/family/bësøk 1.jpg"
+    etag = put(s3, key, photo(SAME_B))
+    process(aws_flows, s3_event((key, etag)))
+    body, meta = result(s3, f"results/{key}.json")
+    assert meta["status"] == "200" and body["FaceMatches"][0]["Face"]["ExternalImageId"] == "paul"
+
+
+def test_unicode_compare_job(s3, flows, photo):
+    put(s3, "compare/jöb/source.jpg", photo(SAME_A))
+    etag = put(s3, "compare/jöb/target.jpg", photo(SAME_B))
+    (job,) = process(flows, s3_event(("compare/jöb/target.jpg", etag)))
+    assert job.result_key == "results/compare/jöb.json"
+    body, meta = result(s3, job.result_key)
+    assert meta["status"] == "200" and body["FaceMatches"]
+
+
+@pytest.mark.parametrize(
+    "key", ["index/../x.jpg", "index/./x.jpg", "search/../x.jpg", "compare/../source.jpg"]
+)
+def test_dot_segments_are_refused_not_run(s3, aws_flows, photo, key):
+    operations.run(aws_flows.ctx, "CreateCollection", {"CollectionId": ".."})
+    operations.run(aws_flows.ctx, "CreateCollection", {"CollectionId": "."})
+    put(s3, "compare/../target.jpg", photo(SAME_B))
+    etag = put(s3, key, photo(SAME_A))
+    assert process(aws_flows, s3_event((key, etag))) == []
+    for collection in ("..", "."):
+        assert (
+            operations.run(aws_flows.ctx, "ListFaces", {"CollectionId": collection})["Faces"] == []
+        )
+    # The answer's key holds no dot segment either (some S3 tools resolve them as paths).
+    body, meta = result(s3, hashed(f"invalid/{key}"))
+    assert body["__type"] == "InvalidParameterException" and meta["status"] == "400"
+
+
+@pytest.mark.parametrize("prefix", ["index/family/", "search/family/", "compare/"])
+def test_keys_near_s3s_limit_get_results_that_fit_it(s3, aws_flows, photo, prefix):
+    suffix = "/source.jpg" if prefix == "compare/" else ".jpg"
+    key = prefix + "é" * ((1024 - len(prefix) - len(suffix)) // 2) + suffix
+    assert 1018 < len(key.encode()) <= 1024  # S3 takes it; results/<key>.json would not fit
+    etag = put(s3, key, photo(SAME_A))
+    process(aws_flows, s3_event((key, etag)))  # S3Limits: a result key over 1,024 bytes raises
+    written = keys(s3)
+    assert all(len(k.encode()) <= 1024 for k in written)
+    if prefix == "compare/":
+        assert written == []  # waiting for the target, whose event runs the comparison
+        target = key.replace("/source.jpg", "/target.jpg")
+        etag = put(s3, target, photo(SAME_B))
+        (job,) = process(aws_flows, s3_event((target, etag)))
+        assert job.result_key == hashed(key.removesuffix("/source.jpg"))  # 1,025 bytes otherwise
+        body, _ = result(s3, job.result_key)
+        assert body["FaceMatches"]
+        return
+    body, meta = result(s3, hashed(key))
+    if prefix == "index/family/":
+        assert body["__type"] == "InvalidParameterException"  # ExternalImageId over 255
+    else:
+        assert meta["status"] == "200" and "FaceMatches" in body
+    assert "source-key" not in meta  # 3 KB percent-encoded: over S3's 2 KB of metadata
+
+
+def test_long_keys_off_the_layout_are_answered_under_a_short_key(s3, flows):
+    key = "compare/" + "x" * 1000 + "/other.jpg"
+    etag = put(s3, key, b"x")
+    process(flows, s3_event((key, etag)))
+    body, _ = result(s3, hashed(f"invalid/{key}"))
+    assert body["__type"] == "InvalidParameterException" and len(body["Message"]) < 400

@@ -63,3 +63,31 @@ def test_objects_over_15_mb_are_too_large(s3_ctx, photo):
     # Between 5 and 15 MB is fine from S3 (the limit for Bytes is 5 MB).
     s3.put_object(Bucket="photos", Key="mid.jpg", Body=big[: 6 * 1024 * 1024])
     assert len(detect(ctx, {"Bucket": "photos", "Name": "mid.jpg"})["FaceDetails"]) == 1
+
+
+def test_missing_and_forbidden_objects_get_the_same_message(s3_ctx):
+    """Rekognition answers the same text whatever S3 said, so a caller cannot probe which buckets
+    and keys exist (issue 18); the reason goes to the server's log only."""
+    from botocore.stub import Stubber
+
+    from rekface.adapters.credentials import S3_UNREADABLE
+    from rekface.adapters.s3 import UNREADABLE
+
+    ctx, s3 = s3_ctx
+    messages = set()
+    for s3_object in (
+        {"Bucket": "photos", "Name": "missing.jpg"},
+        {"Bucket": "no-such-bucket", "Name": "bremer.jpg"},
+        {"Bucket": "photos", "Name": "bremer.jpg", "Version": "nonexistentversion"},
+    ):
+        with pytest.raises(InvalidS3ObjectException) as err:
+            detect(ctx, s3_object)
+        messages.add(str(err.value))
+    for code, status in (("AccessDenied", 403), ("AllAccessDisabled", 403), ("NoSuchKey", 404)):
+        with Stubber(s3) as stub:
+            stub.add_client_error("get_object", code, "S3's own words", status)
+            with pytest.raises(InvalidS3ObjectException) as err:
+                detect(ctx, {"Bucket": "secret", "Name": "x.jpg"})
+        messages.add(str(err.value))
+    # One text, the one the credentials' policy check answers too.
+    assert messages == {UNREADABLE} == {S3_UNREADABLE}

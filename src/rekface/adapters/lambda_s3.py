@@ -8,8 +8,13 @@ Key layout (the bucket's notifications are filtered on these three prefixes):
 - ``search/<CollectionId>/<name>.<ext>``            -> SearchFacesByImage
 
 The answer goes to ``results/<key>.json`` (``results/compare/<job>.json`` for a comparison): the
-operation's exact JSON, or ``{"__type", "Message"}`` for a Rekognition error, with the status and
-the source ETag in the object's metadata.
+operation's exact JSON, or ``{"__type", "Message"}`` for a Rekognition error, with the status, the
+source key (percent-encoded: S3 metadata is ASCII) and the source ETag in the object's metadata.
+
+Result keys never collide and always fit S3 (``result_key``): a key that does not follow the layout
+(``compare/job1``, ``index/../x.jpg``) is answered under ``results/invalid/<key>.json``, apart from
+every real job's result, and a result key that would exceed S3's 1,024 bytes, or hold a ``.`` or
+``..`` segment, becomes ``results/hashed/<sha256 of what it would have been>.json``.
 
 Retries: a client error (bad image, unknown collection, no face, ...) is a final answer: it is
 written as the result and the event succeeds, so Lambda never retries it. Only server-side faults
@@ -22,11 +27,12 @@ indexing the faces twice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import unquote_plus
+from urllib.parse import quote, unquote_plus
 
 from rekface import operations
 from rekface.adapters import wire
@@ -36,6 +42,12 @@ from rekface.operations.context import Context
 RESULTS_PREFIX = "results/"
 FLOW_PREFIXES = ("index/", "compare/", "search/")
 COMPARE_ROLES = ("source", "target")
+# Results of keys off the layout, and results whose natural key S3 would not take: neither is a
+# flow prefix, so no job's result can land there.
+INVALID = "invalid/"
+HASHED = "hashed/"
+MAX_KEY_BYTES = 1024  # S3's limit on a key, in UTF-8 bytes
+MAX_METADATA_VALUE = 1024  # of our source-key value; S3 allows 2 KB of user metadata in all
 
 
 @dataclass(frozen=True)
@@ -151,9 +163,29 @@ def _stem(name: str) -> str:
 
 def _parts(key: str, prefix: str, layout: str) -> tuple[str, str]:
     parts = key[len(prefix) :].split("/")
-    if len(parts) != 2 or not all(parts):
-        raise LayoutError(f"S3 key {key!r} does not follow the layout {layout}")
+    # "." and ".." are refused: a tool that normalises paths would read index/../x.jpg as x.jpg.
+    if len(parts) != 2 or not all(parts) or {".", ".."} & set(parts):
+        raise LayoutError(f"S3 key {_shown(key)} does not follow the layout {layout}")
     return parts[0], parts[1]
+
+
+def _shown(key: str) -> str:
+    """A key as error messages quote it, at most ~200 characters."""
+    return repr(key) if len(key) <= 200 else repr(key[:100] + "..." + key[-100:])
+
+
+def result_key(name: str) -> str:
+    """``results/<name>.json``, or ``results/hashed/<sha256(name)>.json`` when that would be over
+    S3's key limit or hold a "." or ".." segment (which some S3 tools resolve as paths).
+
+    ``name`` is the key of the uploaded object (index/, search/), ``compare/<job>`` for a
+    comparison, ``invalid/<key>`` for a key off the layout: distinct names, distinct results."""
+    key = f"{RESULTS_PREFIX}{name}.json"
+    segments = set(key.split("/"))
+    if len(key.encode("utf-8")) <= MAX_KEY_BYTES and not {".", ".."} & segments:
+        return key
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()
+    return f"{RESULTS_PREFIX}{HASHED}{digest}.json"
 
 
 class S3Flows:
@@ -176,11 +208,11 @@ class S3Flows:
                 "Image": _s3_image(obj),
                 "ExternalImageId": _stem(name),
             }
-            return Job("IndexFaces", request, self.result_key(key), obj, idempotent=True)
+            return Job("IndexFaces", request, result_key(key), obj, idempotent=True)
         if key.startswith("search/"):
             collection, _name = _parts(key, "search/", "search/<CollectionId>/<name>.jpg")
             request = {"CollectionId": collection, "Image": _s3_image(obj)}
-            return Job("SearchFacesByImage", request, self.result_key(key), obj)
+            return Job("SearchFacesByImage", request, result_key(key), obj)
         if key.startswith("compare/"):
             return self._plan_compare(obj)
         return None  # not ours (the notifications should not send these)
@@ -190,8 +222,8 @@ class S3Flows:
         role = _stem(name)
         if role not in COMPARE_ROLES:
             raise LayoutError(
-                f"S3 key {obj.key!r} does not follow the layout compare/<job>/source.jpg and "
-                "target.jpg (a comparison job holds exactly these two names)"
+                f"S3 key {_shown(obj.key)} does not follow the layout compare/<job>/source.jpg "
+                "and target.jpg (a comparison job holds exactly these two names)"
             )
         other = self._find(
             obj.bucket, f"compare/{job_id}/", "target" if role == "source" else "source"
@@ -203,7 +235,7 @@ class S3Flows:
             "SourceImage": _s3_image(obj, source),
             "TargetImage": _s3_image(obj, target),
         }
-        return Job("CompareFaces", request, f"{RESULTS_PREFIX}compare/{job_id}.json", obj)
+        return Job("CompareFaces", request, result_key(f"compare/{job_id}"), obj)
 
     def _find(self, bucket: str, prefix: str, role: str) -> str | None:
         listing = self.s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
@@ -211,10 +243,6 @@ class S3Flows:
             if _stem(item["Key"][len(prefix) :]) == role:
                 return item["Key"]
         return None
-
-    @staticmethod
-    def result_key(key: str) -> str:
-        return f"{RESULTS_PREFIX}{key}.json"
 
     # -- running ----------------------------------------------------------------------------
 
@@ -224,7 +252,7 @@ class S3Flows:
             job = self.plan(obj)
         except LayoutError as exc:
             err = InvalidParameterException(str(exc))
-            self.write(obj, self.result_key(obj.key), "", Result(err.status, err.to_body()))
+            self.write(obj, result_key(INVALID + obj.key), "", Result(err.status, err.to_body()))
             return None
         if job is None:
             return None
@@ -251,13 +279,19 @@ class S3Flows:
             Key=key,
             Body=json.dumps(result.body, separators=(",", ":")).encode("utf-8"),
             ContentType="application/json",
-            Metadata={
-                "operation": operation or "none",
-                "status": str(result.status),
-                "source-key": obj.key,
-                "source-etag": obj.etag,
-            },
+            Metadata=_metadata(obj, operation, result),
         )
+
+
+def _metadata(obj: ObjectCreated, operation: str, result: Result) -> dict[str, str]:
+    """S3 user metadata is ASCII and 2 KB in all: the source key goes percent-encoded (UTF-8), and
+    only when it is short enough; a long key's result is found by its hash (result_key)."""
+    meta = {"operation": operation or "none", "status": str(result.status)}
+    source = quote(obj.key, safe="/")
+    if len(source) <= MAX_METADATA_VALUE:
+        meta["source-key"] = source
+    meta["source-etag"] = quote(obj.etag[:100], safe="")
+    return meta
 
 
 def records(event: dict[str, Any]) -> list[ObjectCreated]:

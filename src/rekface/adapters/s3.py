@@ -6,6 +6,7 @@ The client is created on first use with the standard AWS configuration chain, so
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -15,8 +16,12 @@ from rekface.errors import ImageTooLargeException, InvalidS3ObjectException
 
 _client: Any = None
 _client_lock = threading.Lock()
+_log = logging.getLogger(__name__)
 
-_UNREADABLE = (
+# What Rekognition answers for an object it cannot read, whatever the reason: a missing key, bucket
+# or version and a forbidden one get the same text, so a caller cannot probe what exists. The
+# reason S3 gave goes to the server's log only.
+UNREADABLE = (
     "Unable to get object metadata from S3. Check object key, region and/or access permissions."
 )
 
@@ -50,16 +55,19 @@ class S3ImageFetcher:
             if size > max_bytes:
                 obj["Body"].close()
                 raise ImageTooLargeException(
-                    f"S3 object s3://{bucket}/{name} is {size} bytes: the maximum is {max_bytes}"
+                    f"S3 object s3://{bucket}/{name[:300]} is {size} bytes: "
+                    f"the maximum is {max_bytes}"
                 )
             data = obj["Body"].read(max_bytes + 1)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "Error")
-            raise InvalidS3ObjectException(f"{_UNREADABLE} (s3://{bucket}/{name}: {code})") from exc
+            _log.info("S3Object s3://%s/%s not read: %s", bucket, name[:300], code)
+            raise InvalidS3ObjectException(UNREADABLE) from exc
         except BotoCoreError as exc:
-            raise InvalidS3ObjectException(f"{_UNREADABLE} (s3://{bucket}/{name}: {exc})") from exc
+            _log.info("S3Object s3://%s/%s not read: %s", bucket, name[:300], exc)
+            raise InvalidS3ObjectException(UNREADABLE) from exc
         if len(data) > max_bytes:
             raise ImageTooLargeException(
-                f"S3 object s3://{bucket}/{name} is over the maximum of {max_bytes} bytes"
+                f"S3 object s3://{bucket}/{name[:300]} is over the maximum of {max_bytes} bytes"
             )
         return data
