@@ -8,16 +8,15 @@ every recognizer aligns its own chip from them, so all recognizers see the same 
 written into the repository: the cache lives in ``$REKFACE_EMBED_CACHE`` or
 ``<tmp>/rekface-embeddings`` and is keyed by the recognizer's sha256.
 
-Recognizers:
-- ``dlib``: the product's engine path (``face_chip`` 150 px + ``Embedder`` with flip averaging),
-  on any dlib-contract ONNX (the shipped fp32 model or an int8 candidate built from it);
-- ``arcface112``: a 112 px ArcFace-template recognizer with (x - 127.5) / 128 RGB NCHW input, flip
-  averaged and L2-normalised, as the reference MobileFaceNet pack declares.
+Recognizers are packs (``rekface.engine.packs``), embedded by the same calls ``FaceEngine`` makes
+for a pack: the built-in 1.0 (dlib), or packs made in a tmp dir (``make_pack``) for the reference
+MobileFaceNet and the int8 candidate.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import tempfile
@@ -34,23 +33,20 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.shared_faces import SHARED_FACES, labelled_face, load  # noqa: E402
-from rekface.engine.align import face_chip, similarity, warp_affine  # noqa: E402
-from rekface.engine.embed import Embedder, normalize  # noqa: E402
+from rekface.engine.align import face_chip  # noqa: E402
+from rekface.engine.embed import Embedder  # noqa: E402
 from rekface.engine.faces import FaceEngine  # noqa: E402
+from rekface.engine.packs import (  # noqa: E402
+    Pack,
+    PackRegistry,
+    check_session,
+    read_model,
+    read_pack,
+)
 from rekface.settings import Settings  # noqa: E402
 
 CACHE = Path(
     os.environ.get("REKFACE_EMBED_CACHE", Path(tempfile.gettempdir()) / "rekface-embeddings")
-)
-ARCFACE_112 = np.array(
-    [
-        [38.2946, 51.6963],
-        [73.5318, 51.5014],
-        [56.0252, 71.7366],
-        [41.5493, 92.3655],
-        [70.7299, 92.2041],
-    ],
-    np.float64,
 )
 # The deepface_person_* folders are probably these LFW people (../shared/faces/README.md): they get
 # the LFW person's id, so they are never paired as "different" (their own pairs count as same).
@@ -104,7 +100,7 @@ def never_different(names: list[str], person: np.ndarray) -> list[tuple[int, int
 def photos(progress: Callable[[str], None] = print) -> Photos:
     """Detect the labelled face of every photo once (cached)."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    path = CACHE / "landmarks.npz"
+    path = CACHE / "landmarks.npz"  # the detector is pinned by sha256: its output is stable
     if path.exists():
         z = np.load(path, allow_pickle=False)
         files, names = list(z["files"]), list(z["names"])
@@ -130,65 +126,53 @@ def photos(progress: Callable[[str], None] = print) -> Photos:
     return Photos(files, names, person_ids(names, sg), pts, sg)
 
 
-def session(path: Path, threads: int = 0) -> ort.InferenceSession:
+def session(data: bytes, threads: int = 0) -> ort.InferenceSession:
+    """A session configured as the product's ``SessionCache`` configures its own; ``threads`` 1
+    makes process CPU time the cost of one face."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads = threads or os.cpu_count() or 1
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 
-class Recognizer:
-    """One recognizer: aligned chip from 5 landmarks -> unit embedding (flip averaged)."""
+class PackRecognizer:
+    """A recognizer pack through the product's own code: ``packs.read_model`` (sha256 checked),
+    ``packs.check_session`` (shapes), the pack's alignment by ``align.face_chip`` and its input
+    spec, flip and output by ``embed.Embedder``, as ``FaceEngine`` loads a pack."""
 
-    name: str
-    path: Path
-
-    def chip(self, rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def embed(self, chips: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-
-class DlibRecognizer(Recognizer):
-    """The product's path: ``face_chip`` + ``Embedder(flip=True)`` on a dlib-contract graph."""
-
-    def __init__(self, name: str, path: Path, threads: int = 0) -> None:
-        self.name, self.path = name, path
-        self._embedder = Embedder(session(path, threads), flip=True)
+    def __init__(self, name: str, pack: Pack, settings: Settings, threads: int = 0) -> None:
+        self.name, self.pack = name, pack
+        sess = session(read_model(pack, settings), threads)
+        check_session(pack, sess)
+        self._embedder = Embedder(
+            sess, flip=pack.flip, spec=pack.input, output=pack.output_name, dims=pack.dims
+        )
 
     def chip(self, rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
-        return face_chip(rgb, points)
+        return face_chip(rgb, points, self.pack.alignment_size, self.pack.template)
 
     def embed(self, chips: np.ndarray) -> np.ndarray:
         return self._embedder.embed(chips)
 
 
-class ArcFace112Recognizer(Recognizer):
-    """ArcFace-template 112 px chips, (x - 127.5) / 128 RGB NCHW, flip averaged, L2-normalised."""
+def builtin_pack(version: str = "1.0") -> Pack:
+    return PackRegistry(Settings()).get(version)
 
-    def __init__(self, name: str, path: Path, threads: int = 0) -> None:
-        self.name, self.path = name, path
-        self._session = session(path, threads)
-        self._input = self._session.get_inputs()[0].name
 
-    def chip(self, rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
-        m = similarity(np.asarray(points, np.float64).reshape(5, 2), ARCFACE_112)
-        return warp_affine(rgb, m, 112)
-
-    def embed(self, chips: np.ndarray) -> np.ndarray:
-        x = (np.asarray(chips, np.float32) - 127.5) / 128.0
-        x = np.concatenate([x, x[:, :, ::-1]]).transpose(0, 3, 1, 2)
-        out = np.concatenate(
-            [
-                self._session.run(None, {self._input: np.ascontiguousarray(x[i : i + 16])})[0]
-                for i in range(0, len(x), 16)
-            ]
-        )
-        n = len(chips)
-        return normalize(normalize(out[:n]) + normalize(out[n:]))
+def make_pack(folder: Path, meta: dict, model: Path) -> Pack:
+    """A pack folder in a tmp dir: ``pack.json`` from ``meta`` (sha256 filled in) and a symlink to
+    the model, which stays where it is (reference models never leave ../shared/models)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / "model.onnx"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(model.resolve())
+    meta = {**meta, "onnx": "model.onnx", "sha256": sha256(model)}
+    (folder / "pack.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return read_pack(folder)
 
 
 def sha256(path: Path) -> str:
@@ -196,11 +180,11 @@ def sha256(path: Path) -> str:
 
 
 def embeddings(
-    rec: Recognizer, ph: Photos, progress: Callable[[str], None] = print
+    rec: PackRecognizer, ph: Photos, progress: Callable[[str], None] = print
 ) -> tuple[np.ndarray, float]:
     """[N, D] unit embeddings of the labelled faces (cached per model sha256) and the CPU ms per
     face of chip + embedding measured while computing them (nan when read from the cache)."""
-    path = CACHE / f"emb-{rec.name}-{sha256(rec.path)[:16]}.npy"
+    path = CACHE / f"emb-{rec.name}-{rec.pack.sha256[:16]}.npy"
     if path.exists():
         return np.load(path), float("nan")
     out, cpu, t0 = [], 0.0, time.time()

@@ -28,9 +28,9 @@ import embed_cache  # noqa: E402
 
 from rekface.engine.calibration_fit import fit_similarity_map  # noqa: E402
 from rekface.engine.models import RECOGNIZER  # noqa: E402
+from rekface.settings import Settings  # noqa: E402
 
 OUT = REPO / "src" / "rekface" / "engine" / "packs" / "1.0" / "calibration.json"
-MODEL = REPO / "layers" / "models" / RECOGNIZER.file
 
 
 def print_table(result: dict) -> None:
@@ -50,7 +50,7 @@ def print_table(result: dict) -> None:
 def main() -> None:
     t0 = time.time()
     photos = embed_cache.photos()
-    rec = embed_cache.DlibRecognizer("dlib", MODEL)
+    rec = embed_cache.PackRecognizer("dlib", embed_cache.builtin_pack("1.0"), Settings())
     emb, _ = embed_cache.embeddings(rec, photos)
     result = fit_similarity_map(
         emb,
