@@ -45,43 +45,63 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
+# Adam7 passes: (x0, y0, dx, dy).
+_ADAM7 = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+
+
 def write_png(
     path: Path,
     size: tuple[int, int],
     color_type: int,
     depth: int,
-    row: Callable[[int], bytes],
+    row: Callable[[int, int], bytes],
     extra: tuple[tuple[bytes, bytes], ...] = (),
+    interlace: bool = False,
 ) -> None:
-    """A PNG streamed row by row (filter 0), so a 177 MP image costs no memory to make."""
+    """A PNG streamed row by row (filter 0), so a 177 MP image costs no memory to make.
+    ``row(y, width)`` gives the bytes of a row of ``width`` pixels (an Adam7 pass is narrower)."""
     w, h = size
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
     with path.open("wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n")
-        f.write(_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, color_type, 0, 0, 0)))
+        ihdr = struct.pack(">IIBBBBB", w, h, depth, color_type, 0, 0, int(interlace))
+        f.write(_chunk(b"IHDR", ihdr))
         for kind, data in extra:
             f.write(_chunk(kind, data))
         z = zlib.compressobj(6)
         pending = b""
-        for y in range(h):
-            pending += z.compress(b"\x00" + row(y))
-            if len(pending) >= MB:
-                f.write(_chunk(b"IDAT", pending))
-                pending = b""
+        for x0, y0, dx, dy in passes:
+            pw = -(-(w - x0) // dx)
+            if pw <= 0:
+                continue
+            for y in range(y0, h, dy):
+                pending += z.compress(b"\x00" + row(y, pw))
+                if len(pending) >= MB:
+                    f.write(_chunk(b"IDAT", pending))
+                    pending = b""
         f.write(_chunk(b"IDAT", pending + z.flush()))
         f.write(_chunk(b"IEND", b""))
 
 
-def _rows(width: int, channels: int, depth: int = 8) -> Callable[[int], bytes]:
-    """A smooth gradient that changes every 64 rows: compresses well, is not one flat colour."""
-    length = -(-width * channels * depth // 8)
-    cache: dict[int, bytes] = {}
+def _rows(channels: int, depth: int = 8) -> Callable[[int, int], bytes]:
+    """Rows of a pattern that changes every 64 rows: compresses well, is not one flat colour."""
+    cache: dict[tuple[int, int], bytes] = {}
 
-    def row(y: int) -> bytes:
+    def row(y: int, width: int) -> bytes:
         band = (y // 64) % 256
-        if band not in cache:
+        if (band, width) not in cache:
+            length = -(-width * channels * depth // 8)
             unit = bytes((band + i * 37) % 256 for i in range(channels * 2))
-            cache[band] = (unit * length)[:length]
-        return cache[band]
+            cache[band, width] = (unit * length)[:length]
+        return cache[band, width]
 
     return row
 
@@ -110,8 +130,8 @@ class Case:
     make: Callable[[Path], None]
 
 
-def _png(size: tuple[int, int], ct: int, depth: int, channels: int, extra=()) -> Callable:
-    return lambda p: write_png(p, size, ct, depth, _rows(size[0], channels, depth), extra)
+def _png(size: tuple[int, int], ct: int, depth: int, channels: int, extra=(), **kw) -> Callable:
+    return lambda p: write_png(p, size, ct, depth, _rows(channels, depth), extra, **kw)
 
 
 _PALETTE = bytes(range(256)) * 3
@@ -122,6 +142,11 @@ CASES = [
     Case("png_rgba_13300", "PNG 13300² RGBA (177 MP)", _png((13300, 13300), 6, 8, 4)),
     Case("png_gray16_7071", "PNG 7071² 16-bit gray (50 MP)", _png((7071, 7071), 0, 16, 1)),
     Case("png_rgba_50mp", "PNG 8660x5773 RGBA (50 MP)", _png((W50, H50), 6, 8, 4)),
+    Case(
+        "png_rgba_50mp_adam7",
+        "PNG 8660x5773 RGBA interlaced",
+        _png((W50, H50), 6, 8, 4, interlace=True),
+    ),
     Case("png_rgb16_50mp", "PNG 8660x5773 16-bit RGB", _png((W50, H50), 2, 16, 3)),
     Case(
         "png_palette_50mp",

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile, ImageOps
 
+from benchmarks.decode_memory import write_png
 from rekface.engine import decode
 from rekface.engine.decode import (
     DECODE_BUDGET,
@@ -272,6 +273,22 @@ def test_large_transparent_pngs_show_on_white_after_reduction(mode):
     assert max(h, w) <= WORK_MAX_SIDE
     assert out.rgb[: h - 2, : w // 2 - 2].min() == 255  # the transparent half is white
     assert out.rgb[:, w // 2 + 2 :].min() < 250  # the opaque half is not
+
+
+def test_interlaced_png_decodes_like_pillow(tmp_path):
+    path = tmp_path / "adam7.png"
+    write_png(
+        path,
+        (300, 200),
+        2,
+        8,
+        lambda y, w: bytes((y * 7 + i) % 256 for i in range(w * 3)),
+        interlace=True,
+    )
+    data = path.read_bytes()
+    assert read_header(data).interlaced
+    want = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    np.testing.assert_array_equal(decode_image(data).rgb, want)
 
 
 def test_large_1_bit_png():
