@@ -1,7 +1,7 @@
 """The ``rekface`` command: ``rekface serve`` runs the API on localhost; ``rekface purge``
 finishes interrupted collection deletions; ``rekface vectors move`` copies collections' vectors
 into a search backend (S3 Vectors, pgvector) and ``rekface vectors gc`` drops the indexes of
-deleted collections."""
+deleted collections; ``rekface models`` lists, verifies and calibrates recognizer packs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from rekface import models_cli
 from rekface import serve as serve_options
 from rekface.settings import SEARCH_BACKENDS, STORES
 
@@ -31,6 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--verbose", action="store_true", help="log at INFO level")
     serve_options.add_arguments(serve)
     _search_options(serve)
+    _pack_options(serve)
+    serve.add_argument(
+        "--face-model-version",
+        type=models_cli.version_arg,
+        default=None,
+        help="the recognizer pack new collections get and CompareFaces uses "
+        "(default REKFACE_FACE_MODEL_VERSION, else 1.0)",
+    )
     purge = sub.add_parser(
         "purge",
         help="finish deleting the items of collections whose DeleteCollection was interrupted "
@@ -74,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     for p in (move, gc, reindex):
         p.add_argument("--data-dir", type=Path, default=None, help="the embedded store's dir")
         _search_options(p)
+    models_cli.add_arguments(sub, _pack_options)
     args = parser.parse_args(argv)
+    if args.command == "models":
+        return models_cli.run(args, _settings(args))
     if args.command == "serve":
         return _serve(args)
     if args.command == "purge":
@@ -115,6 +127,10 @@ def _search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vector-bucket", default=None, help="S3 vector bucket for --search s3vectors")
 
 
+def _pack_options(p: argparse.ArgumentParser) -> None:
+    models_cli.packs_dir_option(p)
+
+
 def _ef_search(raw: str) -> int:
     from rekface.settings import PG_EF_SEARCH_RANGE
 
@@ -142,6 +158,7 @@ def _settings(args: argparse.Namespace):
         changes["pg_ef_search"] = args.pg_ef_search
     if getattr(args, "vector_bucket", None) is not None:
         changes["vector_bucket"] = args.vector_bucket
+    changes.update(models_cli.settings_changes(args, settings))  # --packs-dir, --face-model-version
     return replace(settings, **changes)
 
 

@@ -22,7 +22,15 @@ from rekface.engine.decode import DecodedImage
 from rekface.engine.detect import Detector, DetectorConfig
 from rekface.engine.embed import Embedder
 from rekface.engine.models import DETECTOR, SessionCache
-from rekface.engine.packs import Pack, PackRegistry, check_session, read_calibration, read_model
+from rekface.engine.packs import (
+    Pack,
+    PackError,
+    PackRegistry,
+    UnknownFaceModelVersion,
+    check_session,
+    read_calibration,
+    read_model,
+)
 from rekface.engine.pose import Pose, estimate_pose
 from rekface.engine.quality import Quality, measure_quality
 from rekface.settings import Settings
@@ -73,19 +81,18 @@ class Recognizer:
     embedder: Embedder
     calibration: Calibration
 
-    @property
-    def uses_default_chip(self) -> bool:
-        """Aligned as pack 1.0 is: the chip cut at detection serves as it is."""
-        return self.pack.alignment_size == CHIP_SIZE and np.allclose(
-            self.pack.template, TEMPLATE_150
-        )
-
     def chip(self, face: Face) -> np.ndarray:
-        if self.uses_default_chip:
-            return face.chip
-        if face.image is None:
-            raise ValueError("the face has no image to cut this pack's chip from")
-        return face_chip(face.image, face.points, self.pack.alignment_size, self.pack.template)
+        return pack_chip(self.pack, face)
+
+
+def pack_chip(pack: Pack, face: Face) -> np.ndarray:
+    """The face's chip as ``pack`` aligns it: the chip cut at detection if the pack aligns as
+    pack 1.0 does, else cut again from the image."""
+    if pack.alignment_size == CHIP_SIZE and np.allclose(pack.template, TEMPLATE_150):
+        return face.chip
+    if face.image is None:
+        raise ValueError("the face has no image to cut this pack's chip from")
+    return face_chip(face.image, face.points, pack.alignment_size, pack.template)
 
 
 class FaceEngine:
@@ -123,19 +130,25 @@ class FaceEngine:
         return recognizer
 
     def _load(self, pack: Pack) -> Recognizer:
+        embedder = self.embedder_for(pack)
+        return Recognizer(pack, embedder, read_calibration(pack))
+
+    def embedder_for(self, pack: Pack) -> Embedder:
+        """The embedder of any pack (registered or not, calibrated or not: ``rekface models
+        verify`` and ``calibrate`` use it), its model verified by sha256 and by its shapes."""
         # A shipped model keeps its file name as the key: the attribute stages share its session.
         key = pack.onnx if pack.models_dir else f"pack {pack.face_model_version}: {pack.folder}"
         session = self._sessions.get_bytes(key, lambda: read_model(pack, self.settings))
         check_session(pack, session)
-        calibration = read_calibration(pack)
-        embedder = Embedder(
-            session,
-            flip=pack.flip,
-            spec=pack.input,
-            output=pack.output_name,
-            dims=pack.dims,
+        return Embedder(
+            session, flip=pack.flip, spec=pack.input, output=pack.output_name, dims=pack.dims
         )
-        return Recognizer(pack, embedder, calibration)
+
+    def embed_with(self, pack: Pack, embedder: Embedder, faces: list[Face]) -> np.ndarray:
+        """[len(faces), dims] embeddings by a pack outside the registry (calibration)."""
+        if not faces:
+            return np.zeros((0, pack.dims), np.float32)
+        return embedder.embed(np.stack([pack_chip(pack, f) for f in faces]))
 
     @property
     def detector(self) -> Detector:
@@ -187,7 +200,10 @@ class FaceEngine:
         no set-up."""
         rgb = np.full((160, 160, 3), 128, np.uint8)
         self.detector.detect(rgb)
-        recognizer = self.recognizer()
+        try:
+            recognizer = self.recognizer()
+        except UnknownFaceModelVersion as exc:
+            raise PackError(f"REKFACE_FACE_MODEL_VERSION / --face-model-version: {exc}") from None
         size = recognizer.pack.input.size
         recognizer.embedder.embed(np.zeros((1, size, size, 3), np.float32))
 
