@@ -1,13 +1,13 @@
 """Calibrated Similarity: a monotonic map from embedding cosine to 0..100.
 
-The map is piecewise linear through knots fitted by ``tools/calibration/fit_similarity.py`` on
-every same-identity and cross-identity pair of ../shared/faces/identities, and committed in
-``packs/1.0/calibration.json`` beside this module (the built-in pack 1.0; every recognizer pack
-carries its own, see ``rekface.engine.packs``). The knots put Similarity 80, 90 and 99 at cosines
-whose measured false-match rates are at most 1e-3, 1e-4 and 1e-5 (see the JSON's ``measured``
-block and the README). Being monotonic, thresholds on Similarity and on cosine are
-interchangeable, which
-search uses to filter in cosine space.
+The map is piecewise linear through knots fitted by ``rekface.engine.calibration_fit`` (run for
+the built-in pack 1.0 by ``tools/calibration/fit_similarity.py`` on ../shared/faces identities and
+singletons, for other packs by ``rekface models calibrate``) and kept in each pack's
+``calibration.json`` (1.0's is ``packs/1.0/calibration.json`` beside this module). The knots put
+Similarity 80, 90 and 99 at a bound of the cosines where the false-match rate of people the fit
+never saw reaches 1e-3, 1e-4 and 1e-5 (the JSON's ``measured`` block has the fit and person-held-out
+figures; docs/recognition-accuracy.md says how). Being monotonic, thresholds on Similarity and on
+cosine are interchangeable, which search uses to filter in cosine space.
 """
 
 from __future__ import annotations
