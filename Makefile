@@ -50,8 +50,11 @@ models-verify: $(MODELS_STAMP)
 # downloaded once into layers/build/wheels-*, later builds are offline. LAMBDA_ARCH=arm64 for Graviton.
 LAMBDA_PYTHON ?= 3.12
 LAMBDA_ARCH ?= x86_64
+# PACKS="dir ...": recognizer packs (pack.json + model + calibration.json) for the models layer.
+PACKS ?=
 layers: $(STAMP)
-	$(BIN)/python layers/python/build.py --python $(LAMBDA_PYTHON) --arch $(LAMBDA_ARCH)
+	$(BIN)/python layers/python/build.py --python $(LAMBDA_PYTHON) --arch $(LAMBDA_ARCH) \
+		$(if $(strip $(PACKS)),--packs $(PACKS))
 
 # Synthesize the CDK app into infra/cdk.out (offline, no AWS credentials; cdk-nag runs here).
 synth: layers

@@ -3,6 +3,7 @@ validated once with clear messages. Defaults are the measured choices (README: D
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,9 @@ class StackConfig:
     # "s3vectors" (a vector bucket, one index per collection: up to Rekognition's 20 M faces).
     search: str = "memory"
     vector_bucket_name: str = ""  # s3vectors: default rekface-<stack UUID>
+    # The recognizer pack new collections get and CompareFaces uses: "1.0" (dlib, built in) or
+    # the version of a pack put in the models layer (`make layers PACKS=dir`).
+    face_model_version: str = "1.0"
 
     @property
     def reserved_total(self) -> int:
@@ -91,6 +95,10 @@ class StackConfig:
             raise ValueError(
                 f"search must be one of {SEARCH_MODES}, got {self.search!r} (pgvector: run "
                 "rekface with REKFACE_SEARCH=pgvector next to your database; README)"
+            )
+        if not re.fullmatch(r"[0-9.]+", self.face_model_version):
+            raise ValueError(
+                f"face_model_version must match [0-9.]+, got {self.face_model_version!r}"
             )
         if self.reserved_concurrency < 0:
             raise ValueError("reserved_concurrency must be >= 0")

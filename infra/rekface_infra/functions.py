@@ -72,6 +72,8 @@ def store_environment(shared: Shared) -> dict[str, str]:
         "REKFACE_STORE": "dynamodb",
         "REKFACE_TABLE_NAME": shared.table.table_name,
         "REKFACE_ACCOUNT_ID": Aws.ACCOUNT_ID,
+        # The recognizer pack new collections get and CompareFaces uses (-c face_model_version).
+        "REKFACE_FACE_MODEL_VERSION": shared.config.face_model_version,
         # Every function with the store uses the same search backend (search notices follow
         # store writes; rekface.search.indexed).
         **(shared.vectors.environment() if shared.vectors is not None else {}),

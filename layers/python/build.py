@@ -7,7 +7,8 @@ Output, under ``<out>/py<python>-<arch>/`` (each folder is one layer's content, 
 - ``deps/python/``     numpy, onnxruntime, pillow, boto3, Powertools: the pinned wheels of
                        ``layers/python/requirements.txt`` for the Lambda runtime's Python and CPU,
                        trimmed of what rekface never imports (see ``TRIM``);
-- ``models/models/``   the ONNX models of ``layers/models`` (-> ``/opt/models``);
+- ``models/models/``   the ONNX models of ``layers/models`` (-> ``/opt/models``), and the
+                       recognizer packs of ``--packs`` in ``packs/<face model version>/``;
 - ``rekface/python/``  the rekface package itself (a separate layer: code changes re-upload 1 MB,
                        not the 150 MB of dependencies).
 
@@ -178,9 +179,12 @@ def build_deps(target: Target, out: Path, wheelhouse: Path) -> None:
     _stamp(layer, digest, {"trimmed": removed})
 
 
-def build_models(out: Path) -> None:
+def build_models(out: Path, packs: tuple[Path, ...] = ()) -> None:
+    """The shipped models, and the recognizer packs given (``make layers PACKS="dir ..."``) in
+    ``models/packs/<face model version>/``, where the engine finds them (/opt/models/packs)."""
     layer = out / "models"
-    digest = _hash(MODELS)
+    checked = [_checked_pack(p) for p in packs]
+    digest = _hash(MODELS, extra=json.dumps([(str(p), files) for p, _, files in checked]))
     if _fresh(layer, digest):
         return
     shutil.rmtree(layer, ignore_errors=True)
@@ -189,7 +193,30 @@ def build_models(out: Path) -> None:
     for path in sorted(MODELS.iterdir()):
         if path.is_file():
             shutil.copy2(path, dest / path.name)
-    _stamp(layer, digest, {})
+    for folder, version, files in checked:
+        (dest / "packs" / version).mkdir(parents=True)
+        for name in files:
+            shutil.copyfile(folder / name, dest / "packs" / version / name)
+    _stamp(layer, digest, {"packs": [version for _, version, _ in checked]})
+
+
+def _checked_pack(folder: Path) -> tuple[Path, str, dict[str, str]]:
+    """A pack that the engine will load: pack.json valid, model sha256 right, calibrated
+    (SystemExit naming the file otherwise). Returns its folder, version and files' sha256."""
+    sys.path.insert(0, str(PACKAGE.parent))
+    from rekface.engine.packs import PackError, read_calibration, read_pack
+
+    try:
+        pack = read_pack(folder)
+        read_calibration(pack)
+    except PackError as exc:
+        raise SystemExit(f"PACKS: {exc}") from None
+    files = {}
+    for name in ("pack.json", pack.onnx, "calibration.json"):
+        files[name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    if files[pack.onnx] != pack.sha256:
+        raise SystemExit(f"PACKS: {folder / pack.onnx}: sha256 differs from pack.json's")
+    return folder, pack.face_model_version, files
 
 
 def build_package(target: Target, out: Path) -> None:
@@ -220,11 +247,11 @@ def tree_size(path: Path) -> int:
     return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def build(target: Target, out_root: Path = DEFAULT_OUT) -> Path:
+def build(target: Target, out_root: Path = DEFAULT_OUT, packs: tuple[Path, ...] = ()) -> Path:
     out = out_root / target.tag
     out.mkdir(parents=True, exist_ok=True)
     build_deps(target, out, out_root / f"wheels-{target.tag}")
-    build_models(out)
+    build_models(out, packs)
     build_package(target, out)
     sizes = {name: tree_size(out / name) for name in ("deps", "models", "rekface")}
     (out / "BUILD.json").write_text(
@@ -240,8 +267,15 @@ def main(argv: list[str] | None = None) -> int:
         "--arch", default=os.environ.get("LAMBDA_ARCH", "x86_64"), choices=ARCH_TAGS
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--packs",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="recognizer pack folders to put in the models layer (make layers PACKS=...)",
+    )
     args = parser.parse_args(argv)
-    out = build(Target(args.python, args.arch), args.out)
+    out = build(Target(args.python, args.arch), args.out, tuple(args.packs))
     sizes = json.loads((out / "BUILD.json").read_text())["bytes"]
     for name, size in sizes.items():
         print(f"{out / name}: {size / 1e6:.1f} MB unzipped")

@@ -22,6 +22,11 @@ BUDGET = 200 * 1024 * 1024  # the margin we keep for model and dependency growth
 
 def function_sizes(layers: Path) -> dict[str, int]:
     sizes = {name: layer_build.tree_size(layers / name) for name in ("deps", "models", "rekface")}
+    return function_sizes_of(sizes)
+
+
+def function_sizes_of(sizes: dict[str, int]) -> dict[str, int]:
+    """Each function's unzipped size: its code plus the layers it uses (sizes by layer)."""
     out = {}
     for op in OPERATIONS:
         used = ["deps", "rekface"] + (["models"] if op.reads_images else [])
@@ -170,3 +175,46 @@ def test_a_rebuild_needs_no_network(layers, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     built = json.loads((out / DEFAULT_TARGET.tag / "BUILD.json").read_text())
     assert built["bytes"] == json.loads((layers / "BUILD.json").read_text())["bytes"]
+
+
+def test_packs_go_into_the_models_layer_and_every_function_still_fits(layers, tmp_path):
+    """`make layers PACKS=dir`: a user's pack lands in /opt/models/packs/<version>, where the
+    engine finds it, and counts in the size budget. The pack here is the shipped dlib model under
+    another version with its own (real) calibration: what a user pinning a model would ship."""
+    from rekface.engine.calibrate import BUILTIN_CALIBRATION
+    from rekface.engine.faces import FaceEngine
+    from rekface.engine.models import RECOGNIZER
+    from rekface.engine.packs import builtin_root
+    from rekface.settings import Settings
+
+    pack = tmp_path / "pinned"
+    pack.mkdir()
+    data = json.loads((builtin_root() / "1.0" / "pack.json").read_text())
+    del data["models_dir"]
+    data.update(face_model_version="1.1", onnx="model.onnx", name="dlib-pinned")
+    (pack / "pack.json").write_text(json.dumps(data))
+    (pack / "model.onnx").write_bytes((REPO / "layers" / "models" / RECOGNIZER.file).read_bytes())
+    (pack / "calibration.json").write_text(BUILTIN_CALIBRATION.read_text())
+
+    out = tmp_path / "build"
+    layer_build.build_models(out, (pack,))
+    shipped = out / "models" / "models" / "packs" / "1.1"
+    assert sorted(p.name for p in shipped.iterdir()) == [
+        "calibration.json",
+        "model.onnx",
+        "pack.json",
+    ]
+    engine = FaceEngine(Settings(models_dir=out / "models" / "models"))
+    assert engine.packs.versions() == ["1.0", "1.1"]
+    assert engine.recognizer("1.1").pack.dims == 128
+
+    sizes = {name: layer_build.tree_size(layers / name) for name in ("deps", "rekface")}
+    sizes["models"] = layer_build.tree_size(out / "models")
+    assert sizes["models"] > layer_build.tree_size(layers / "models") + 20e6
+    biggest = max(function_sizes_of(sizes).values())
+    print(f"biggest function with a 22 MB pack: {biggest / 2**20:.1f} MiB")
+    assert biggest < BUDGET, f"{biggest / 2**20:.1f} MiB with a 22 MB pack"
+
+    (pack / "calibration.json").unlink()
+    with pytest.raises(SystemExit, match=r"calibration\.json: missing"):
+        layer_build.build_models(tmp_path / "again", (pack,))

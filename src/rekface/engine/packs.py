@@ -12,7 +12,8 @@ its pack.json sets ``"models_dir": true`` because its ONNX is the shipped
 ``dlib_face_recognition_resnet_v1.onnx``, found like every other shipped model
 (``REKFACE_MODELS_DIR``, ``/opt/models``, ``layers/models``) and rebuilt by ``make models-verify``.
 User packs come from ``REKFACE_PACKS_DIR`` / ``--packs-dir`` (a pack folder, or a folder of them)
-and must hold their model themselves.
+and from ``packs/`` in the models directory (``make layers PACKS=...`` puts them in the Lambda
+layer's ``/opt/models/packs``), and must hold their model themselves.
 
 Reading pack.json (``read_pack``) is cheap and checks every field, naming the file and the field
 that is wrong; the model's sha256, its input and output shapes (``check_session``) and the
@@ -44,6 +45,7 @@ BUILTIN_VERSION = "1.0"
 # The botocore model's pattern for IndexFacesModelVersion and friends.
 VERSION_PATTERN = re.compile(r"[0-9.]+")
 PACK_FILE = "pack.json"
+MODELS_PACKS = "packs"  # <models dir>/packs/<version>/: packs put in the Lambda models layer
 CALIBRATION_FILE = "calibration.json"
 LAYOUTS = ("NCHW", "NHWC")
 CHANNELS = ("RGB", "BGR")
@@ -354,6 +356,11 @@ class PackRegistry:
         self._packs: dict[str, Pack] = {}
         for folder in pack_folders(builtin_root()):
             self._add(read_pack(folder, builtin=True))
+        # Packs shipped in a models directory (the Lambda layer's /opt/models/packs).
+        for models in settings.model_dirs():
+            if (models / MODELS_PACKS).is_dir():
+                for folder in pack_folders(models / MODELS_PACKS):
+                    self._add(read_pack(folder))
         for root in settings.packs_dirs:
             for folder in pack_folders(Path(root)):
                 self._add(read_pack(folder))
