@@ -21,12 +21,19 @@ WORKDIR /src
 # requirements.txt pins the runtime; requirements-dev.txt pins the postgres/pgvector drivers too
 # (one freeze, used here as constraints, so the image gets exactly the versions the tests ran).
 COPY requirements.txt requirements-dev.txt ./
-RUN /opt/rekface/venv/bin/pip install -r requirements.txt -c requirements-dev.txt \
+# Extra CAs of a TLS-inspecting proxy, if `make image` found any (deploy/build-ca/README.md): for
+# pip in this stage only (the venv's pip.conf, deleted below), never in the runtime image.
+COPY deploy/build-ca/ /tmp/build-ca/
+RUN if ls /tmp/build-ca/*.crt >/dev/null 2>&1; then \
+        cat "$(/opt/rekface/venv/bin/python -c 'from pip._vendor import certifi; print(certifi.where())')" \
+            /tmp/build-ca/*.crt > /tmp/pip-ca.pem \
+        && printf '[global]\ncert = /tmp/pip-ca.pem\n' > /opt/rekface/venv/pip.conf; fi \
+    && /opt/rekface/venv/bin/pip install -r requirements.txt -c requirements-dev.txt \
         "psycopg[binary]" psycopg-pool pgvector
 COPY pyproject.toml README.md LICENSE ./
 COPY src ./src
 RUN /opt/rekface/venv/bin/pip install --no-deps . \
-    && rm -rf /opt/rekface/venv/lib/python3*/site-packages/pip
+    && rm -rf /opt/rekface/venv/lib/python3*/site-packages/pip /opt/rekface/venv/pip.conf
 # The shipped models, checked against MANIFEST.tsv's sha256 (the build fails on any mismatch),
 # then loaded once by the engine, which checks its own pinned digests and the ONNX graphs.
 COPY layers/models /opt/rekface/models
@@ -37,7 +44,7 @@ RUN cd /opt/rekface/models \
     && sha256sum --check --strict /tmp/models.sha256 \
     && REKFACE_MODELS_DIR=/opt/rekface/models /opt/rekface/venv/bin/python -c \
         "from rekface.engine.faces import FaceEngine; from rekface.settings import Settings; \
-FaceEngine(Settings()).warm_up(); print('models verified')"
+FaceEngine(Settings.from_env()).warm_up(); print('models verified')"
 
 # ---- runtime: the base image, the venv and the models; nothing else ------------------------------
 FROM ${BASE_IMAGE}
