@@ -101,7 +101,8 @@ def settings_changes(args: argparse.Namespace, settings: Settings) -> dict[str, 
 
 
 def run(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout) -> int:
-    from rekface.engine.packs import PackError
+    # PackError's base: also a model that onnxruntime refuses.
+    from rekface.engine.models import ModelLoadError
 
     try:
         if args.models_command == "list":
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout) 
         if args.models_command == "verify":
             return _verify(args.pack, settings, out)
         return _calibrate(args, settings, out)
-    except PackError as exc:
+    except ModelLoadError as exc:
         print(f"rekface models: {exc}", file=sys.stderr)
         return 1
 

@@ -196,8 +196,9 @@ class FaceEngine:
         return self._sessions.loaded()
 
     def warm_up(self) -> None:
-        """Load the detector and the default pack and run each once, so the first request pays
-        no set-up."""
+        """Load the detector and every pack, and run the detector and the default pack once, so
+        the first request pays no set-up and a broken pack (sha256, shapes, calibration) fails
+        the start rather than a request on its collections."""
         rgb = np.full((160, 160, 3), 128, np.uint8)
         self.detector.detect(rgb)
         try:
@@ -206,6 +207,8 @@ class FaceEngine:
             raise PackError(f"REKFACE_FACE_MODEL_VERSION / --face-model-version: {exc}") from None
         size = recognizer.pack.input.size
         recognizer.embedder.embed(np.zeros((1, size, size, 3), np.float32))
+        for version in self.packs.versions():
+            self.recognizer(version)
 
     def detect(self, image: DecodedImage, max_faces: int = MAX_FACES) -> list[Face]:
         """The largest ``max_faces`` faces, largest first."""
