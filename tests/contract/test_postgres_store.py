@@ -190,3 +190,25 @@ def test_settings_of_the_postgres_store():
         Settings.from_env({"REKFACE_PG_POOL_SIZE": "0"})
     with pytest.raises(ValueError, match="REKFACE_STORE"):
         Settings.from_env({"REKFACE_STORE": "mysql"})
+
+
+def test_rekface_purge_command_on_the_postgres_store(dsn, stores, monkeypatch, capsys):
+    from rekface.cli import main
+
+    store = stores(dsn)
+    c = store.create_collection("c")
+    store.add_faces(c, image_faces(c, 3, np.random.default_rng(0)))
+
+    def crash(*args):
+        raise RuntimeError("killed mid-purge")
+
+    monkeypatch.setattr(PostgresStore, "_purge_batch", crash)
+    store.delete_collection("c")
+    monkeypatch.undo()
+    assert list(store._tombstones()) == [c.incarnation]
+    monkeypatch.delenv("REKFACE_TOKEN_SECRET", raising=False)
+    assert main(["purge", "--store", "postgres", "--pg-dsn", dsn]) == 0
+    assert "1 interrupted collection deletion(s) finished" in capsys.readouterr().out
+    assert list(store._tombstones()) == []
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM rekface_faces").fetchone()[0] == 0
