@@ -64,6 +64,12 @@ def pg_ef_search(value: int) -> int:
     return value
 
 
+# The built-in recognizer pack's version (dlib's ResNet): the default, and the version of every
+# collection stored before packs existed. Here, not in rekface.engine.packs, so that the stores
+# (Lambda's data functions) never import the engine.
+BUILTIN_FACE_MODEL_VERSION = "1.0"
+
+
 def _paths(raw: str) -> tuple[Path, ...]:
     return tuple(Path(p) for p in raw.split(os.pathsep) if p)
 
@@ -82,7 +88,7 @@ class Settings:
     # pack folder or a folder of packs), and the face model version new collections get and
     # CompareFaces uses (REKFACE_FACE_MODEL_VERSION; see rekface.engine.packs).
     packs_dirs: tuple[Path, ...] = ()
-    face_model_version: str = "1.0"
+    face_model_version: str = BUILTIN_FACE_MODEL_VERSION
     region: str = "us-east-1"
     account_id: str = "000000000000"
     store: str = "sqlite"  # "sqlite" (rekface serve), "dynamodb" (AWS) or "postgres" (replicas)
@@ -127,7 +133,9 @@ class Settings:
         return cls(
             models_dir=Path(models) if models else None,
             packs_dirs=_paths(env.get("REKFACE_PACKS_DIR", "")),
-            face_model_version=face_model_version(env.get("REKFACE_FACE_MODEL_VERSION") or "1.0"),
+            face_model_version=face_model_version(
+                env.get("REKFACE_FACE_MODEL_VERSION") or BUILTIN_FACE_MODEL_VERSION
+            ),
             region=region or "us-east-1",
             account_id=env.get("REKFACE_ACCOUNT_ID") or "000000000000",
             store=store,

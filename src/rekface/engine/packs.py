@@ -35,13 +35,12 @@ import numpy as np
 
 from rekface.engine.calibrate import Calibration, from_dict
 from rekface.engine.models import ModelLoadError
-from rekface.settings import Settings
+from rekface.settings import BUILTIN_FACE_MODEL_VERSION, Settings
 
 if TYPE_CHECKING:
     import onnxruntime as ort  # annotations only: the store imports this module
 
-# The built-in pack's version (dlib's ResNet); also the version of collections stored before packs.
-BUILTIN_VERSION = "1.0"
+BUILTIN_VERSION = BUILTIN_FACE_MODEL_VERSION  # dlib's ResNet; collections stored before packs
 # The botocore model's pattern for IndexFacesModelVersion and friends.
 VERSION_PATTERN = re.compile(r"[0-9.]+")
 PACK_FILE = "pack.json"

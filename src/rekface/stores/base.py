@@ -34,13 +34,13 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from rekface.engine.packs import BUILTIN_VERSION
 from rekface.errors import (
     IdempotentParameterMismatchException,
     ResourceAlreadyExistsException,
     ResourceNotFoundException,
     ServiceQuotaExceededException,
 )
+from rekface.settings import BUILTIN_FACE_MODEL_VERSION
 from rekface.stores import keys, users
 from rekface.stores.records import (
     AddFacesResult,
@@ -106,7 +106,7 @@ class Store(ABC):
         self,
         collection_id: str,
         tags: dict[str, str] | None = None,
-        face_model_version: str = BUILTIN_VERSION,
+        face_model_version: str = BUILTIN_FACE_MODEL_VERSION,
     ) -> CollectionRecord:
         tags = dict(tags or {})
         if len(tags) > self.max_tags:

@@ -80,6 +80,7 @@ from rekface.stores.dynamodb_items import (
     error_code,
     face_item,
     face_key,
+    face_model_version,
     face_record,
     face_table,
     incarnation_partitions,
@@ -300,7 +301,7 @@ class DynamoDBStore(Store):
 
     def _scan_collections(self, after: str | None, limit: int) -> list[CollectionListing]:
         return [
-            CollectionListing(item["SK"]["S"], item["FaceModelVersion"]["S"])
+            CollectionListing(item["SK"]["S"], face_model_version(item))
             for item in self._query(DIRECTORY_PK, after, limit)
         ]
 

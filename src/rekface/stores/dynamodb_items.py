@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from botocore.exceptions import ClientError
 
+from rekface.settings import BUILTIN_FACE_MODEL_VERSION
 from rekface.stores.records import (
     ID_DTYPE,
     CollectionRecord,
@@ -22,6 +23,12 @@ SHARDS = "0123456789abcdef"
 
 class Retry(Exception):
     """A write lost a race; read again and retry (``DynamoDBStore._retrying``)."""
+
+
+def face_model_version(item: dict[str, Any]) -> str:
+    """A collection's (or directory entry's) recognizer pack version; items written before packs
+    all have "1.0", and one without the attribute is read as the built-in pack's."""
+    return item.get("FaceModelVersion", {}).get("S", BUILTIN_FACE_MODEL_VERSION)
 
 
 DIRECTORY_PK = "DIR"
@@ -127,7 +134,7 @@ def collection_record(item: dict[str, Any]) -> CollectionRecord:
         collection_id=item["CollectionId"]["S"],
         incarnation=item["Incarnation"]["S"],
         created=float(item["Created"]["N"]),
-        face_model_version=item["FaceModelVersion"]["S"],
+        face_model_version=face_model_version(item),
         face_count=int(item["FaceCount"]["N"]),
         user_count=int(item["UserCount"]["N"]),
         version=int(item["Version"]["N"]),
