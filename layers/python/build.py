@@ -17,9 +17,16 @@ from there with ``--no-index``; once that folder is filled (or copied from anoth
 build needs no network. Each layer is rebuilt only when its inputs change (a hash per layer).
 
 No Docker: pip installs the manylinux wheels for the target platform directly (``--platform``),
-which is exact for binary wheels. Bytecode is compiled only when this interpreter is the runtime's
-Python (a .pyc of another version would be dead weight; the Lambda filesystem is read-only, so a
-layer without .pyc compiles its imports at every cold start).
+which is exact for binary wheels.
+
+Bytecode: Lambda's file system is read-only, so a layer without .pyc compiles every module it
+imports at every cold start (~1 s of DetectFaces' first response). The .pyc files are compiled by
+an interpreter of the runtime's version (this one, ``$LAMBDA_PYTHON_BIN``, or ``python3.12`` from
+PATH / pyenv) and are *hash-based, unchecked* (PEP 552): the CDK asset zips reset every file's
+date to 1980, so timestamp-checked .pyc would never match their source and be recompiled (and not
+written) at each cold start. Unchecked is right for a layer: its files never change after the
+build (a changed input rebuilds the layer from scratch). Without such an interpreter the layers
+are built without bytecode and a warning says so.
 """
 
 from __future__ import annotations
@@ -101,6 +108,62 @@ class Target:
         return self.python == f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
+@dataclass(frozen=True)
+class Compiler:
+    """The runtime's Python on this machine, to write the layers' .pyc files."""
+
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+    version: str = ""  # sys.version of that interpreter: part of the layers' input hash
+
+    def compile(self, tree: Path) -> None:
+        cmd = [*self.argv, "-m", "compileall", "-q", "-j", "0"]
+        cmd += ["--invalidation-mode", "unchecked-hash", str(tree)]
+        subprocess.run(cmd, check=True, env={**os.environ, **dict(self.env)})
+
+
+def _pyenv_versions(python: str) -> list[str]:
+    """pyenv's installed versions of ``python`` ("3.12" -> ["3.12.1", ...]), newest first."""
+    try:
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    versions = Path(root.stdout.strip()) / "versions"
+    found = [p.name for p in versions.glob(f"{python}.*") if (p / "bin").is_dir()]
+    return sorted(found, key=lambda v: [int(x) if x.isdigit() else 0 for x in v.split(".")])[::-1]
+
+
+def find_compiler(target: Target) -> Compiler | None:
+    """An interpreter of the target's version: this one, ``$LAMBDA_PYTHON_BIN``, ``pythonX.Y``
+    on PATH, or pyenv's ``pythonX.Y`` (with PYENV_VERSION set). None if there is none."""
+    candidates: list[Compiler] = []
+    if target.compiles:
+        candidates.append(Compiler((sys.executable,)))
+    if os.environ.get("LAMBDA_PYTHON_BIN"):
+        candidates.append(Compiler((os.environ["LAMBDA_PYTHON_BIN"],)))
+    name = f"python{target.python}"
+    candidates.append(Compiler((name,)))
+    candidates += [
+        Compiler((name,), (("PYENV_VERSION", v),)) for v in _pyenv_versions(target.python)
+    ]
+    probe = "import sys; print('%d.%d' % sys.version_info[:2]); print(sys.version)"
+    for candidate in candidates:
+        try:
+            out = subprocess.run(
+                [*candidate.argv, "-c", probe],
+                capture_output=True,
+                text=True,
+                env={**os.environ, **dict(candidate.env)},
+                timeout=60,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        lines = out.stdout.splitlines()
+        if out.returncode == 0 and lines and lines[0] == target.python:
+            return Compiler(candidate.argv, candidate.env, " ".join(lines[1:]))
+    return None
+
+
 def _hash(*paths: Path, extra: str = "") -> str:
     h = hashlib.sha256(extra.encode())
     for root in paths:
@@ -160,23 +223,26 @@ def trim(site: Path) -> list[str]:
     return removed
 
 
-def build_deps(target: Target, out: Path, wheelhouse: Path) -> None:
+def _bytecode_tag(compiler: Compiler | None) -> str:
+    return f"unchecked-hash {compiler.version}" if compiler else "no bytecode"
+
+
+def build_deps(target: Target, out: Path, wheelhouse: Path, compiler: Compiler | None) -> None:
     layer = out / "deps"
-    digest = _hash(REQUIREMENTS, Path(__file__), extra=target.tag)
+    digest = _hash(REQUIREMENTS, Path(__file__), extra=target.tag + _bytecode_tag(compiler))
     if _fresh(layer, digest):
         return
     fetch_wheels(target, wheelhouse)
     site = layer / "python"
     shutil.rmtree(layer, ignore_errors=True)
-    compile_flag = "--compile" if target.compiles else "--no-compile"
     _pip(
         "install", "--no-index", "--find-links", str(wheelhouse), "--target", str(site),
-        compile_flag, *_platform_args(target), "-r", str(REQUIREMENTS),
+        "--no-compile", *_platform_args(target), "-r", str(REQUIREMENTS),
     )  # fmt: skip
     removed = trim(site)
-    for stale in site.rglob("__pycache__") if not target.compiles else []:
-        shutil.rmtree(stale, ignore_errors=True)
-    _stamp(layer, digest, {"trimmed": removed})
+    if compiler:
+        compiler.compile(site)
+    _stamp(layer, digest, {"trimmed": removed, "bytecode": _bytecode_tag(compiler)})
 
 
 def build_models(out: Path, packs: tuple[Path, ...] = ()) -> None:
@@ -219,18 +285,18 @@ def _checked_pack(folder: Path) -> tuple[Path, str, dict[str, str]]:
     return folder, pack.face_model_version, files
 
 
-def build_package(target: Target, out: Path) -> None:
+def build_package(target: Target, out: Path, compiler: Compiler | None) -> None:
     """Copy the package source (calibration JSON included): no build backend, no network."""
     layer = out / "rekface"
-    digest = _hash(PACKAGE, extra=target.tag)
+    digest = _hash(PACKAGE, Path(__file__), extra=target.tag + _bytecode_tag(compiler))
     if _fresh(layer, digest):
         return
     shutil.rmtree(layer, ignore_errors=True)
     dest = layer / "python" / "rekface"
     shutil.copytree(PACKAGE, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    if target.compiles:
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(dest)], check=True)
-    _stamp(layer, digest, {})
+    if compiler:
+        compiler.compile(dest)
+    _stamp(layer, digest, {"bytecode": _bytecode_tag(compiler)})
 
 
 def _fresh(layer: Path, digest: str) -> bool:
@@ -250,9 +316,16 @@ def tree_size(path: Path) -> int:
 def build(target: Target, out_root: Path = DEFAULT_OUT, packs: tuple[Path, ...] = ()) -> Path:
     out = out_root / target.tag
     out.mkdir(parents=True, exist_ok=True)
-    build_deps(target, out, out_root / f"wheels-{target.tag}")
+    compiler = find_compiler(target)
+    if compiler is None:
+        print(
+            f"warning: no Python {target.python} here (set LAMBDA_PYTHON_BIN): the layers carry "
+            "no bytecode and every cold start compiles its imports",
+            file=sys.stderr,
+        )
+    build_deps(target, out, out_root / f"wheels-{target.tag}", compiler)
     build_models(out, packs)
-    build_package(target, out)
+    build_package(target, out, compiler)
     sizes = {name: tree_size(out / name) for name in ("deps", "models", "rekface")}
     (out / "BUILD.json").write_text(
         json.dumps({"python": target.python, "arch": target.arch, "bytes": sizes}, indent=1)
