@@ -15,25 +15,26 @@ ARG BASE_IMAGE=python:3.12-slim
 # ---- build: a virtualenv with the pinned runtime dependencies, rekface, and the models ----------
 FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
-RUN python3 -m venv /opt/rekface/venv
+# A venv without pip of its own: the base image's pip installs into it (--python), so nothing of
+# pip ends up in the runtime image.
+RUN python3 -m venv --without-pip /opt/rekface/venv
+# Extra CAs of a TLS-inspecting proxy, if `make image` found any (deploy/build-ca/README.md): for
+# pip in this build stage only; the runtime stage copies /opt/rekface alone.
+COPY deploy/build-ca/ /tmp/build-ca/
+RUN if ls /tmp/build-ca/*.crt >/dev/null 2>&1; then \
+        cat "$(python3 -c 'from pip._vendor import certifi; print(certifi.where())')" \
+            /tmp/build-ca/*.crt > /etc/pip-build-ca.pem \
+        && printf '[global]\ncert = /etc/pip-build-ca.pem\n' > /etc/pip.conf; fi
 WORKDIR /src
 # Dependencies first, in a layer of their own: it is rebuilt only when the pins change.
 # requirements.txt pins the runtime; requirements-dev.txt pins the postgres/pgvector drivers too
 # (one freeze, used here as constraints, so the image gets exactly the versions the tests ran).
 COPY requirements.txt requirements-dev.txt ./
-# Extra CAs of a TLS-inspecting proxy, if `make image` found any (deploy/build-ca/README.md): for
-# pip in this stage only (the venv's pip.conf, deleted below), never in the runtime image.
-COPY deploy/build-ca/ /tmp/build-ca/
-RUN if ls /tmp/build-ca/*.crt >/dev/null 2>&1; then \
-        cat "$(/opt/rekface/venv/bin/python -c 'from pip._vendor import certifi; print(certifi.where())')" \
-            /tmp/build-ca/*.crt > /tmp/pip-ca.pem \
-        && printf '[global]\ncert = /tmp/pip-ca.pem\n' > /opt/rekface/venv/pip.conf; fi \
-    && /opt/rekface/venv/bin/pip install -r requirements.txt -c requirements-dev.txt \
-        "psycopg[binary]" psycopg-pool pgvector
+RUN python3 -m pip --python /opt/rekface/venv/bin/python install \
+        -r requirements.txt -c requirements-dev.txt "psycopg[binary]" psycopg-pool pgvector
 COPY pyproject.toml README.md LICENSE ./
 COPY src ./src
-RUN /opt/rekface/venv/bin/pip install --no-deps . \
-    && rm -rf /opt/rekface/venv/lib/python3*/site-packages/pip /opt/rekface/venv/pip.conf
+RUN python3 -m pip --python /opt/rekface/venv/bin/python install --no-deps .
 # The shipped models, checked against MANIFEST.tsv's sha256 (the build fails on any mismatch),
 # then loaded once by the engine, which checks its own pinned digests and the ONNX graphs.
 COPY layers/models /opt/rekface/models
@@ -52,7 +53,7 @@ FROM ${BASE_IMAGE}
 # accepting, finishes in-flight requests and exits; a bare PID 1 would ignore SIGTERM.
 RUN apt-get update -q \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends tini \
-    && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \
+    && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
     && useradd --system --uid 10001 --user-group --home-dir /data --no-create-home rekface \
     && mkdir -p /data && chown rekface:rekface /data && chmod 0700 /data
 COPY --from=build /opt/rekface /opt/rekface

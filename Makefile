@@ -60,6 +60,29 @@ layers: $(STAMP)
 synth: layers
 	cd infra && ../$(BIN)/python app.py
 
+# The variant for `sam local` (infra/cdk.out/sam-local): declares the endpoint variables a local run
+# needs, so that infra/sam-env.json can set them (docs/sam.md). Never deployed.
+.PHONY: synth-local
+synth-local: layers
+	cd infra && CDK_CONTEXT_JSON='{"sam_local": "true"}' ../$(BIN)/python app.py
+
+# SAM CLI and moto's server in their own venv (their pins clash with the product's), for test-sam.
+SAM_VENV := .venv-sam
+SAM_STAMP := $(SAM_VENV)/.installed
+
+$(SAM_STAMP): tools/sam/requirements.txt
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install --quiet -r tools/sam/requirements.txt
+	touch $(SAM_STAMP)
+
+# `sam local invoke` of every function and `sam local start-lambda` + `start-api` with boto3 flows,
+# in Docker (started by tools/docker/dockerd.sh; stand-in Lambda image; containers on the host
+# network; S3/DynamoDB on moto's server on 127.0.0.1). Not part of `make test`. docs/sam.md.
+.PHONY: test-sam
+test-sam: $(STAMP) $(SAM_STAMP) synth-local
+	tools/sam/run-tests.sh
+
 # rekface next to face_recognition (dlib) and rekface's detector next to the reference detectors
 # (benchmarks/peers; results in the README). Not part of `make test`: the peer gets its own venv,
 # and a full run takes ~15 min on 2 cores. BENCH_ARGS="--pairs 200 --repeats 3" for a quick look,
@@ -90,6 +113,9 @@ BASE_IMAGE ?=
 .PHONY: image test-cluster
 image:
 	tools/docker/dockerd.sh start
+	# The host's extra CAs (a TLS-inspecting proxy), for pip in the build stage only.
+	rm -f deploy/build-ca/*.crt; cp /usr/local/share/ca-certificates/*.crt deploy/build-ca/ \
+		2>/dev/null || true
 	base="$(BASE_IMAGE)"; if [ -z "$$base" ]; then \
 		tools/docker/base-image.sh && base=rekface-base/bookworm-py312:latest; fi; \
 	docker build --network host --build-arg BASE_IMAGE="$$base" -t $(IMAGE_TAG) .
