@@ -7,10 +7,12 @@ machine cannot fail the test), and its threads and fds stay bounded."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from hardening_wire import send
 
+from benchmarks.serve_process import serve_command
 from benchmarks.slow_clients import KINDS, run_attack
 
 IDLE_TIMEOUT = 2
@@ -45,17 +47,22 @@ class Sampler:
         self._thread.join()
 
 
-def well_behaved(url: str, answers: list[int], requests: int = 5):
+def well_behaved(url: str, answers: list, requests: int = 5):
+    """A client's requests on fresh connections: each answer's status, or the socket error."""
+
     def run() -> None:
         for _ in range(requests):
-            reply = send(
-                "POST",
-                url + "/",
-                {"X-Amz-Target": "RekognitionService.ListCollections"},
-                b"{}",
-                timeout=GIVE_UP_AFTER,
-            )
-            answers.append(reply.status)
+            try:
+                reply = send(
+                    "POST",
+                    url + "/",
+                    {"X-Amz-Target": "RekognitionService.ListCollections"},
+                    b"{}",
+                    timeout=GIVE_UP_AFTER,
+                )
+                answers.append(reply.status)
+            except OSError as exc:  # reset, refused, timed out
+                answers.append(repr(exc))
 
     return run
 
@@ -76,7 +83,7 @@ def guarded(serve):
 @pytest.mark.parametrize("kind", KINDS)
 def test_bad_connections_are_closed_and_others_served_meanwhile(guarded, kind):
     base_threads, base_fds = guarded.threads(), guarded.fds()
-    answers: list[int] = []
+    answers: list = []
     with Sampler(guarded) as sample:
         result = run_attack(
             "127.0.0.1",
@@ -109,7 +116,7 @@ def test_beyond_the_connection_cap_fds_stay_bounded(serve):
         "--no-access-log",
     )
     base_fds = server.fds()
-    answers: list[int] = []
+    answers: list = []
     with Sampler(server) as sample:
         result = run_attack(
             "127.0.0.1",
@@ -124,3 +131,63 @@ def test_beyond_the_connection_cap_fds_stay_bounded(serve):
     # as soon as a slot was free.
     assert result.left_open == 0
     assert answers == [200, 200]
+
+
+def test_at_a_low_fd_limit_stalled_bodies_never_cause_a_5xx(serve):
+    """Issue 18: at a 64-fd limit the accept loop spun and new clients timed out. The connection
+    cap follows the fd limit; but a body over waitress's 512 KB in-memory buffer spills to a
+    temporary file, a second fd per connection: with 100 such bodies stalled under a 128-fd limit
+    the server ran out of fds and answered well-behaved requests 500 (EMFILE)."""
+    low_fd_limit = ["bash", "-c", 'ulimit -n 128 && exec "$@"', "serve", *serve_command()]
+    server = serve(
+        "--idle-timeout",
+        str(IDLE_TIMEOUT),
+        "--request-timeout",
+        str(REQUEST_TIMEOUT),
+        "--no-access-log",
+        command=low_fd_limit,
+    )
+    answers: list = []
+    result = run_attack(
+        "127.0.0.1",
+        server.port,
+        "stalled-body",
+        100,
+        give_up_after=GIVE_UP_AFTER,
+        body_sent=768 * 1024,
+        during=well_behaved(server.url, answers),
+    )
+    assert answers == [200] * 5, answers  # no 500 (EMFILE), no reset
+    assert result.left_open == 0
+
+
+def test_at_the_connection_cap_new_clients_are_served_not_reset(serve):
+    """With every slot held by stalled requests, a new client waits for a slot (or gets one
+    freed for it) and is answered; it is never the connection closed to make room."""
+    cap = 20
+    server = serve(
+        "--idle-timeout",
+        str(IDLE_TIMEOUT),
+        "--request-timeout",
+        str(REQUEST_TIMEOUT),
+        "--max-connections",
+        str(cap),
+        "--no-access-log",
+    )
+    answers: list = []
+
+    def late_client() -> None:
+        time.sleep(1.5)  # the stalled requests are all over a second old by now
+        well_behaved(server.url, answers, requests=3)()
+
+    result = run_attack(
+        "127.0.0.1",
+        server.port,
+        "stalled-body",
+        2 * cap,
+        give_up_after=GIVE_UP_AFTER,
+        body_sent=16 * 1024,
+        during=late_client,
+    )
+    assert answers == [200, 200, 200], answers
+    assert result.left_open == 0
