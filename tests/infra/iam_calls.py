@@ -204,6 +204,16 @@ class Recorder:
         finally:
             self.function, self.statements = "", ()
 
+    @contextlib.contextmanager
+    def suspended(self) -> Iterator[None]:
+        """Calls the test harness makes on a function's behalf (a service moto lacks)."""
+        saved = self.function, self.statements
+        self.function, self.statements = "", ()
+        try:
+            yield
+        finally:
+            self.function, self.statements = saved
+
     def denied(self) -> list[Decision]:
         return [d for d in self.decisions if d.decision != "Allow"]
 
@@ -248,23 +258,36 @@ class Recorder:
     def attach(self, client: Any) -> None:
         client.meta.events.register("before-parameter-build", self._before_parameter_build)
         client.meta.events.register("before-call", self._before_call)
+        client._iam_recorder = self
 
     @contextlib.contextmanager
     def active(self) -> Iterator[Recorder]:
-        """Attach the hooks to every client created meanwhile."""
-        original = botocore.client.ClientCreator.create_client
+        """Attach the hooks to every client created meanwhile. A call made by a function
+        through a client created before (a process-wide client cached by an earlier test) is
+        recorded as "Unchecked", which fails the test like a denial: nothing is skipped."""
+        create = botocore.client.ClientCreator.create_client
+        make_call = botocore.client.BaseClient._make_api_call
         recorder = self
 
         def create_client(creator: Any, *args: Any, **kwargs: Any) -> Any:
-            client = original(creator, *args, **kwargs)
+            client = create(creator, *args, **kwargs)
             recorder.attach(client)
             return client
 
+        def make_api_call(client: Any, operation: str, params: Any) -> Any:
+            if recorder.function and getattr(client, "_iam_recorder", None) is not recorder:
+                service = client.meta.service_model.endpoint_prefix
+                request = Request(f"{service}:{operation}", "?", call="client without hooks")
+                recorder.decisions.append(Decision(recorder.function, request, "Unchecked"))
+            return make_call(client, operation, params)
+
         botocore.client.ClientCreator.create_client = create_client  # type: ignore[method-assign]
+        botocore.client.BaseClient._make_api_call = make_api_call  # type: ignore[method-assign]
         try:
             yield self
         finally:
-            botocore.client.ClientCreator.create_client = original  # type: ignore[method-assign]
+            botocore.client.ClientCreator.create_client = create  # type: ignore[method-assign]
+            botocore.client.BaseClient._make_api_call = make_call  # type: ignore[method-assign]
 
 
 def invoke_answer(proxy_response: dict[str, Any]) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
