@@ -78,7 +78,7 @@ ENGINE_SLACK = 2e-3
 @dataclass(frozen=True)
 class Vector:
     face_id: str
-    embedding: np.ndarray  # [128] float32, unit
+    embedding: np.ndarray  # [dims] float32, unit (the collection pack's width)
     user_id: str | None = None
 
 
