@@ -338,9 +338,10 @@ def measure(target: Target, args: argparse.Namespace, workdir: Path, log: Callab
                 "other errors": ", ".join(f"{k} {v}" for k, v in load.other_errors.items()) or "0",
                 "connection resets": str(load.resets),
                 "client timeouts (60 s)": str(load.timeouts),
-                "/health p99 (max)": (
+                "/health p99 (max, probes)": (
                     f"{fmt(percentile(load.health_latencies, 99), ' s')} "
-                    f"({fmt(max(load.health_latencies, default=None), ' s')})"
+                    f"({fmt(max(load.health_latencies, default=None), ' s')}, "
+                    f"{len(load.health_latencies) + load.health_failures})"
                 ),
                 "/health failures": str(load.health_failures),
                 "RSS before / peak / 5 s after": (
