@@ -41,7 +41,7 @@ API_BYTES, API_S3_BYTES = 5 * MB, 15 * MB
 # -- generating the cases --------------------------------------------------------------------------
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
+def png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
@@ -73,9 +73,9 @@ def write_png(
     with path.open("wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n")
         ihdr = struct.pack(">IIBBBBB", w, h, depth, color_type, 0, 0, int(interlace))
-        f.write(_chunk(b"IHDR", ihdr))
+        f.write(png_chunk(b"IHDR", ihdr))
         for kind, data in extra:
-            f.write(_chunk(kind, data))
+            f.write(png_chunk(kind, data))
         z = zlib.compressobj(6)
         pending = b""
         for x0, y0, dx, dy in passes:
@@ -85,10 +85,10 @@ def write_png(
             for y in range(y0, h, dy):
                 pending += z.compress(b"\x00" + row(y, pw))
                 if len(pending) >= MB:
-                    f.write(_chunk(b"IDAT", pending))
+                    f.write(png_chunk(b"IDAT", pending))
                     pending = b""
-        f.write(_chunk(b"IDAT", pending + z.flush()))
-        f.write(_chunk(b"IEND", b""))
+        f.write(png_chunk(b"IDAT", pending + z.flush()))
+        f.write(png_chunk(b"IEND", b""))
 
 
 def _rows(channels: int, depth: int = 8) -> Callable[[int, int], bytes]:

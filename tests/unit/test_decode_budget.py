@@ -7,14 +7,13 @@ from __future__ import annotations
 import io
 import struct
 import threading
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageFile, ImageOps
 
-from benchmarks.decode_memory import write_png
+from benchmarks.decode_memory import png_chunk, write_png
 from rekface.engine import decode
 from rekface.engine.decode import (
     DECODE_BUDGET,
@@ -59,15 +58,11 @@ def no_pixels(monkeypatch):
     return forbid
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
 def with_size(data: bytes, width: int, height: int) -> bytes:
     """The same file with the size in its header changed (IHDR or SOF), the pixels unchanged."""
     if data.startswith(b"\x89PNG"):
         ihdr = struct.pack(">II", width, height) + data[24:29]
-        return data[:8] + _chunk(b"IHDR", ihdr) + data[33:]
+        return data[:8] + png_chunk(b"IHDR", ihdr) + data[33:]
     i = 2
     while True:
         marker, length = data[i + 1], struct.unpack_from(">H", data, i + 2)[0]
@@ -118,9 +113,9 @@ def test_jpeg_gray_and_cmyk_headers():
 @pytest.mark.parametrize(
     "data",
     [
-        b"\x89PNG\r\n\x1a\n" + _chunk(b"IDAT", b""),  # no IHDR first
-        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 10, 8, 2, 0, 0, 0)),
-        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 99, 99, 16, 3, 0, 0, 0)),
+        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IDAT", b""),  # no IHDR first
+        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 10, 8, 2, 0, 0, 0)),
+        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 99, 99, 16, 3, 0, 0, 0)),
         b"\xff\xd8\xff\xe0\x00\x04ab",  # ends before any frame header
         b"\xff\xd8\xff\xc3\x00\x0b\x08\x00\x64\x00\x64\x01\x01\x11\x00\xff\xda",  # lossless
     ],
@@ -207,7 +202,7 @@ def exif_block(orientation: int) -> bytes:
 def png_with_exif_after_idat(im: Image.Image, orientation: int) -> bytes:
     data = encode(im, "PNG")
     iend = data.rindex(b"IEND") - 4
-    return data[:iend] + _chunk(b"eXIf", exif_block(orientation)) + data[iend:]
+    return data[:iend] + png_chunk(b"eXIf", exif_block(orientation)) + data[iend:]
 
 
 def test_orientation_is_read_without_decoding_pixels(no_pixels):
