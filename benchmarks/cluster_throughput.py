@@ -42,6 +42,8 @@ class Run:
     wrong: int
     seconds: float
     latencies: list[float]
+    server_cores: float = 0.0  # CPU the servers used, in cores (CPU seconds per second)
+    idle_cores: float = 0.0  # the machine's idle CPU meanwhile, in cores
 
     @property
     def per_second(self) -> float:
@@ -54,7 +56,10 @@ class Run:
         ratio = f"{self.per_second / baseline.per_second:.2f}x" if baseline else "1.00x"
         return (
             f"{self.servers} server(s): {self.per_second:6.2f} searches/s ({ratio}), "
-            f"p50 {p50:5.0f} ms, p95 {p95:5.0f} ms, {self.requests} answers, {self.wrong} wrong"
+            f"p50 {p50:5.0f} ms, p95 {p95:5.0f} ms, {self.requests} answers, {self.wrong} wrong; "
+            f"servers used {self.server_cores:.2f} cores "
+            f"({1000 * self.server_cores / max(self.per_second, 1e-9):.0f} ms CPU per search), "
+            f"machine idle {self.idle_cores:.2f} cores"
         )
 
 
@@ -109,7 +114,7 @@ def measure(url: str, cid: str, search, servers: int, clients: int, seconds: flo
 
 def run(cluster, clients: int = 6, seconds: float = 20.0, warmup: float = 3.0) -> list[Run]:
     """Enrol, then measure through balancers over the first 1, 2, 3 servers of ``cluster``."""
-    from tests.cluster.harness import client
+    from tests.cluster.harness import client, cpu_seconds, machine_idle_seconds
 
     enrol, search = probes()
     cid = f"throughput-{uuid.uuid4().hex[:8]}"
@@ -128,7 +133,14 @@ def run(cluster, clients: int = 6, seconds: float = 20.0, warmup: float = 3.0) -
     balancers = {len(cluster.servers): cluster.balancers[0]}
     for n in range(1, len(cluster.servers)):
         balancers[n] = cluster.balancer(over=n)
-    runs = [measure(balancers[n].url, cid, search, n, clients, seconds) for n in sorted(balancers)]
+    runs = []
+    for n in sorted(balancers):
+        pids = [server.pid() for server in cluster.servers]
+        cpu0, idle0 = sum(map(cpu_seconds, pids)), machine_idle_seconds()
+        result = measure(balancers[n].url, cid, search, n, clients, seconds)
+        result.server_cores = (sum(map(cpu_seconds, pids)) - cpu0) / result.seconds
+        result.idle_cores = (machine_idle_seconds() - idle0) / result.seconds
+        runs.append(result)
     rekognition.delete_collection(CollectionId=cid)
     return runs
 

@@ -408,6 +408,24 @@ def memory_mb(root: int | None) -> tuple[float, float]:
     return rss / 1024, hwm / 1024
 
 
+def cpu_seconds(root: int | None) -> float:
+    """User + system CPU time of a process tree so far, in seconds."""
+    ticks = 0
+    for pid in process_tree(root) if root else []:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def machine_idle_seconds() -> float:
+    """Idle CPU time of the whole machine so far (all cores), in seconds."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    return (int(fields[3]) + int(fields[4])) / os.sysconf("SC_CLK_TCK")  # idle + iowait
+
+
 def pss_mb(root: int | None) -> float:
     """Proportional set size of a process tree in MB (shared pages divided among their users)."""
     total = 0

@@ -7,7 +7,7 @@ import os
 
 from benchmarks import cluster_throughput
 
-SECONDS = float(os.environ.get("REKFACE_CLUSTER_BENCH_SECONDS", "15"))
+SECONDS = float(os.environ.get("REKFACE_CLUSTER_BENCH_SECONDS", "10"))
 CLIENTS = 6
 
 
