@@ -11,8 +11,10 @@ import uuid
 
 import pytest
 
+from benchmarks.shared_faces import image_bytes
 from tests.cluster.harness import (
     CONTAINER_PREFIX,
+    client,
     docker,
     free_port,
     healthy,
@@ -52,12 +54,21 @@ def test_start_up_health_check_and_sigterm(tmp_path):
     url = f"http://127.0.0.1:{port}"
     started = time.monotonic()
     name = run_detached(
-        "-e", "REKFACE_HOST=127.0.0.1", "-e", f"REKFACE_PORT={port}", "--tmpfs", "/data:uid=10001",
+        # A read-only root file system: the server writes nothing but /data.
+        "--read-only", "--tmpfs", "/data:uid=10001",
+        "-e", "REKFACE_HOST=127.0.0.1", "-e", f"REKFACE_PORT={port}",
         IMAGE,
     )  # fmt: skip
     try:
         wait_until(lambda: healthy(url), 120, name, interval=0.05)
         print(f"\ncontainer start to /health answering: {time.monotonic() - started:.2f} s")
+        rekognition = client(url)
+        rekognition.create_collection(CollectionId="read-only-root")
+        indexed = rekognition.index_faces(
+            CollectionId="read-only-root",
+            Image={"Bytes": image_bytes("identities/Ann_Veneman/1.jpg")},
+        )
+        assert len(indexed["FaceRecords"]) == 1
         # Docker's own HEALTHCHECK (every 10 s) reports it healthy too.
         wait_until(
             lambda: (
