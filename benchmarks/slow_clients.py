@@ -35,6 +35,7 @@ class AttackResult:
     close_seconds: list[float] = field(default_factory=list)  # open -> closed by the server
     left_open: int = 0  # still open when we gave up
     open_after_during: int | None = None  # still open when ``during`` returned
+    open_now: int = 0  # kept current while the attack runs (``during`` may read it)
     seconds: float = 0.0
 
     @property
@@ -75,14 +76,16 @@ def run_attack(
     connect_timeout: float = 5.0,
     body_sent: int = STALLED_SENT_BYTES,
     during: Callable[[], None] | None = None,
+    result: AttackResult | None = None,
 ) -> AttackResult:
     """``during`` runs in a thread once every connection is open (e.g. a well-behaved client);
-    the result tells how many bad connections were still open when it returned."""
+    the result tells how many bad connections were still open when it returned. Pass ``result``
+    to watch ``result.open_now`` from ``during``."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise ValueError("slow-client attacks are for loopback servers only")
-    result = AttackResult(kind, count)
+    result = result or AttackResult(kind, count)
     started = time.monotonic()
     opened_at: dict[socket.socket, float] = {}
     head = _request_head(host, port, kind, min(body_sent, STALLED_BODY_BYTES - 1))
@@ -99,7 +102,7 @@ def run_attack(
             continue
         s.setblocking(False)
         opened_at[s] = time.monotonic()
-    result.opened = len(opened_at)
+    result.opened = result.open_now = len(opened_at)
     last_dribble = time.monotonic()
     answered: set[socket.socket] = set()
     watch = selectors.DefaultSelector()  # epoll: no FD_SETSIZE limit on descriptor numbers
@@ -108,6 +111,7 @@ def run_attack(
 
     def closed_by_server(s: socket.socket) -> None:
         result.close_seconds.append(time.monotonic() - opened_at.pop(s))
+        result.open_now = len(opened_at)
         watch.unregister(s)
         s.close()
 
@@ -147,6 +151,7 @@ def run_attack(
     result.left_open = len(opened_at)
     for s in opened_at:
         s.close()
+    result.open_now = 0
     watch.close()
     result.seconds = time.monotonic() - started
     return result

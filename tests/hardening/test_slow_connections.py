@@ -13,7 +13,7 @@ import pytest
 from hardening_wire import send
 
 from benchmarks.serve_process import serve_command
-from benchmarks.slow_clients import KINDS, run_attack
+from benchmarks.slow_clients import KINDS, AttackResult, run_attack
 
 IDLE_TIMEOUT = 2
 REQUEST_TIMEOUT = 3
@@ -47,24 +47,31 @@ class Sampler:
         self._thread.join()
 
 
-def well_behaved(url: str, answers: list, requests: int = 5):
-    """A client's requests on fresh connections: each answer's status, or the socket error."""
+class WellBehaved:
+    """A client's requests on fresh connections, run as ``during`` of an attack: ``answers``
+    gets each status (or the socket error); with ``attack``, ``held_at_first_answer`` tells how
+    many bad connections were open when the first answer came."""
 
-    def run() -> None:
-        for _ in range(requests):
+    def __init__(self, url: str, requests: int = 5, attack: AttackResult | None = None) -> None:
+        self.url, self.requests, self.attack = url, requests, attack
+        self.answers: list = []
+        self.held_at_first_answer: int | None = None
+
+    def __call__(self) -> None:
+        for _ in range(self.requests):
             try:
                 reply = send(
                     "POST",
-                    url + "/",
+                    self.url + "/",
                     {"X-Amz-Target": "RekognitionService.ListCollections"},
                     b"{}",
                     timeout=GIVE_UP_AFTER,
                 )
-                answers.append(reply.status)
+                self.answers.append(reply.status)
             except OSError as exc:  # reset, refused, timed out
-                answers.append(repr(exc))
-
-    return run
+                self.answers.append(repr(exc))
+            if self.attack is not None and self.held_at_first_answer is None:
+                self.held_at_first_answer = self.attack.open_now
 
 
 @pytest.fixture
@@ -83,7 +90,8 @@ def guarded(serve):
 @pytest.mark.parametrize("kind", KINDS)
 def test_bad_connections_are_closed_and_others_served_meanwhile(guarded, kind):
     base_threads, base_fds = guarded.threads(), guarded.fds()
-    answers: list = []
+    live = AttackResult(kind, ATTACKERS)
+    client = WellBehaved(guarded.url, attack=live)
     with Sampler(guarded) as sample:
         result = run_attack(
             "127.0.0.1",
@@ -92,11 +100,12 @@ def test_bad_connections_are_closed_and_others_served_meanwhile(guarded, kind):
             ATTACKERS,
             give_up_after=GIVE_UP_AFTER,
             dribble_every=0.5,  # far more often than the idle timeout: only a deadline helps
-            during=well_behaved(guarded.url, answers),
+            during=client,
+            result=live,
         )
     assert result.opened == ATTACKERS
-    assert answers == [200] * 5  # served...
-    assert result.open_after_during > 0  # ...while bad connections were held open
+    assert client.answers == [200] * 5, client.answers  # served...
+    assert client.held_at_first_answer > 0  # ...while bad connections were held open
     assert result.left_open == 0, f"{result.left_open} {kind} connections still open"
     assert result.closed == ATTACKERS
     # A fixed pool of threads, not one per connection; one fd per connection at most.
@@ -116,7 +125,7 @@ def test_beyond_the_connection_cap_fds_stay_bounded(serve):
         "--no-access-log",
     )
     base_fds = server.fds()
-    answers: list = []
+    client = WellBehaved(server.url, requests=2)
     with Sampler(server) as sample:
         result = run_attack(
             "127.0.0.1",
@@ -124,13 +133,13 @@ def test_beyond_the_connection_cap_fds_stay_bounded(serve):
             "idle",
             3 * SMALL_CAP,
             give_up_after=GIVE_UP_AFTER,
-            during=well_behaved(server.url, answers, requests=2),
+            during=client,
         )
     assert max(sample.fds) - base_fds <= SMALL_CAP + 40, (base_fds, max(sample.fds))
     # The rest waited in the listen backlog and were closed in turn; the good client got in
     # as soon as a slot was free.
     assert result.left_open == 0
-    assert answers == [200, 200]
+    assert client.answers == [200, 200], client.answers
 
 
 def test_at_a_low_fd_limit_stalled_bodies_never_cause_a_5xx(serve):
@@ -147,7 +156,7 @@ def test_at_a_low_fd_limit_stalled_bodies_never_cause_a_5xx(serve):
         "--no-access-log",
         command=low_fd_limit,
     )
-    answers: list = []
+    client = WellBehaved(server.url)
     result = run_attack(
         "127.0.0.1",
         server.port,
@@ -155,9 +164,9 @@ def test_at_a_low_fd_limit_stalled_bodies_never_cause_a_5xx(serve):
         100,
         give_up_after=GIVE_UP_AFTER,
         body_sent=768 * 1024,
-        during=well_behaved(server.url, answers),
+        during=client,
     )
-    assert answers == [200] * 5, answers  # no 500 (EMFILE), no reset
+    assert client.answers == [200] * 5, client.answers  # no 500 (EMFILE), no reset
     assert result.left_open == 0
 
 
@@ -174,11 +183,11 @@ def test_at_the_connection_cap_new_clients_are_served_not_reset(serve):
         str(cap),
         "--no-access-log",
     )
-    answers: list = []
+    client = WellBehaved(server.url, requests=3)
 
     def late_client() -> None:
         time.sleep(1.5)  # the stalled requests are all over a second old by now
-        well_behaved(server.url, answers, requests=3)()
+        client()
 
     result = run_attack(
         "127.0.0.1",
@@ -189,5 +198,5 @@ def test_at_the_connection_cap_new_clients_are_served_not_reset(serve):
         body_sent=16 * 1024,
         during=late_client,
     )
-    assert answers == [200, 200, 200], answers
+    assert client.answers == [200, 200, 200], client.answers
     assert result.left_open == 0
