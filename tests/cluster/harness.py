@@ -157,6 +157,7 @@ class Server:
         self.name = f"{CONTAINER_PREFIX}{run_id}-{index}"
         self.log = spec.data_dir.parent / f"server-{index}.log"
         self.proc: subprocess.Popen | None = None
+        self._launched = 0.0
         self.created = False  # the container exists (docker run succeeded once)
 
     def env(self) -> dict[str, str]:
@@ -171,13 +172,20 @@ class Server:
 
     def start(self) -> float:
         """Start (or restart after a kill) and wait until /health answers; the seconds it took."""
-        started = time.monotonic()
+        self.launch()
+        return self.wait_healthy()
+
+    def launch(self) -> None:
+        self._launched = time.monotonic()
         if self.spec.image:
             self._start_container()
         else:
             self._start_process()
+
+    def wait_healthy(self) -> float:
+        """Seconds from ``launch()`` until /health answered."""
         wait_until(lambda: self._alive() and healthy(self.url), START_TIMEOUT, self.name)
-        return time.monotonic() - started
+        return time.monotonic() - self._launched
 
     def _start_process(self) -> None:
         env = {**os.environ, **self.env()}
@@ -480,9 +488,10 @@ class Cluster:
             env["REKFACE_STORE"] = "postgres"
         spec = ServerSpec(env=env, data_dir=data_dir, credentials=credentials, image=self.image)
         self.servers = [Server(i + 1, spec, self.run_id) for i in range(self.replicas)]
-        # One at a time: the first creates the schema, the others find it.
+        # All at once, as a Deployment starts them: the schema migration takes an advisory lock.
         for server in self.servers:
-            self.startup_seconds.append(server.start())
+            server.launch()
+        self.startup_seconds = [server.wait_healthy() for server in self.servers]
         self.balancer()
         return self
 
