@@ -76,10 +76,11 @@ TRIM: tuple[tuple[str, str], ...] = (
 
 # botocore ships ~400 service models; rekface's Lambdas create clients for these only (the store:
 # dynamodb; images and S3 results: s3; the POST / router: lambda; the X-Ray SDK's sampling rules:
-# xray; Rekognition's model drives validation; the S3 Vectors search backend: s3vectors). The
-# layer smoke test catches a missing one.
+# xray; Rekognition's model drives validation; the S3 Vectors search backend: s3vectors; the
+# paging functions' token secret: secretsmanager). The layer smoke test and `make test-sam` (every
+# function invoked in the Lambda runtime stand-in) catch a missing one.
 BOTOCORE_SERVICES = frozenset(
-    {"rekognition", "dynamodb", "s3", "lambda", "sts", "xray", "s3vectors"}
+    {"rekognition", "dynamodb", "s3", "lambda", "sts", "xray", "s3vectors", "secretsmanager"}
 )
 BOTO3_RESOURCES = frozenset({"dynamodb", "s3"})
 
