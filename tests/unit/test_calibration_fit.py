@@ -101,3 +101,26 @@ def test_tail_model_recovers_a_bounded_tail():
     w = np.ones_like(s)
     got = cf._gpd_threshold(s, w, np.cumsum(w), float(len(s)), 1e-6)
     assert 1 - 1e-4 <= got <= 1.0
+
+
+def test_one_person_under_two_names_is_shown_as_suspect():
+    """A photo of person 0 filed as person 1 scores like the same person against person 0's
+    photos: the fit keeps it (it could be a look-alike) but names the different-person pairs at or
+    above the median same-person cosine, highest first."""
+    emb, person = population(seed=7, people=60, photos=6)
+    person = person.copy()
+    planted = int(np.nonzero(person == 0)[0][0])
+    person[planted] = 1
+    a, b = np.triu_indices(len(emb), 1)
+    cos = np.einsum("ij,ij->i", emb[a], emb[b])
+    cut = np.median(cos[person[a] == person[b]])
+    expected = sorted(
+        (float(c), int(i), int(j))
+        for i, j, c in zip(a, b, cos, strict=True)
+        if person[i] != person[j] and c >= cut
+    )[::-1]
+    assert any(planted in (i, j) for _, i, j in expected)  # the planted photo is among them
+    suspects = cf.fit_similarity_map(emb, person, model="m", bootstraps=5, splits=1)["suspects"]
+    assert suspects["cosine_at_least"] == pytest.approx(cut, abs=1e-6)
+    assert suspects["pairs"] == len(expected)
+    assert [(i, j) for i, j, _ in suspects["top"]] == [(i, j) for _, i, j in expected[:20]]

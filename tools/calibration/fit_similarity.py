@@ -59,6 +59,9 @@ def main() -> None:
         never_different=embed_cache.never_different(photos.names, photos.person),
         progress=lambda msg: print(f"[{time.time() - t0:5.0f} s] {msg}", flush=True),
     )
+    # Different-person pairs that score like the same person, by file (a label to check).
+    suspects = result["suspects"]
+    suspects["top"] = [[photos.files[i], photos.files[j], c] for i, j, c in suspects["top"]]
     result = {
         "model": result["model"],
         "model_sha256": RECOGNIZER.sha256,
@@ -68,6 +71,11 @@ def main() -> None:
         **{k: v for k, v in result.items() if k != "model"},
     }
     print_table(result)
+    print(
+        f"{suspects['pairs']} different-person pairs at or above the median same-person cosine "
+        f"({suspects['cosine_at_least']}); highest: "
+        + "; ".join(f"{a} ~ {b} {c:.3f}" for a, b, c in suspects["top"][:5])
+    )
     if "--check" not in sys.argv:
         OUT.write_text(json.dumps(result, indent=1) + "\n")
         print(f"wrote {OUT.relative_to(REPO)}")

@@ -15,6 +15,11 @@ in ``.venv-models`` only):
       The input normalisation (Sub, Mul, Transpose) and the final MatMul + LpNormalization stay in
       float: quantizing the 128-d projection moves embeddings most for least time saved.
 
+  python tools/models/dlib_int8.py pack MODEL.onnx PACK_DIR VERSION
+      a recognizer pack folder around the int8 graph (pack 1.0's pack.json with this model, its
+      sha256 and face model VERSION), ready for ``rekface models calibrate PACK_DIR --identities
+      ../shared/faces/identities --singletons ../shared/faces/singletons`` and ``--packs-dir``
+
 The source graph is checked against its pinned sha256 first. Whether the result may replace fp32 is
 decided by ``benchmarks/recognizers.py`` (accuracy within 0.1 point, TMR at FMR 1e-3 within 0.5
 point on all identity pairs); the int8 file is not shipped unless it passes.
@@ -23,6 +28,7 @@ point on all identity pairs); the int8 file is not shipped unless it passes.
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -97,11 +103,35 @@ def build(chips_path: Path, out: Path) -> None:
     print(f"wrote {out} ({out.stat().st_size} bytes, sha256 {digest}) from {len(chips)} chips")
 
 
+def make_pack(model: Path, folder: Path, version: str) -> None:
+    """Pack 1.0's contract (input, alignment, output, flip) around the int8 graph."""
+    meta = json.loads(
+        (REPO / "src" / "rekface" / "engine" / "packs" / "1.0" / "pack.json").read_text()
+    )
+    meta.pop("models_dir", None)
+    data = model.read_bytes()
+    meta.update(
+        name="dlib-resnet-v1-int8",
+        face_model_version=version,
+        onnx="model.onnx",
+        sha256=hashlib.sha256(data).hexdigest(),
+        source="tools/models/dlib_int8.py (static int8 quantization of pack 1.0's dlib ResNet)",
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.onnx").write_bytes(data)
+    (folder / "pack.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(
+        f"wrote pack {version} to {folder}; calibrate it with `rekface models calibrate {folder}`"
+    )
+
+
 def main(argv: list[str]) -> None:
     if len(argv) == 2 and argv[0] == "chips":
         dump_chips(Path(argv[1]))
     elif len(argv) == 3 and argv[0] == "build":
         build(Path(argv[1]), Path(argv[2]))
+    elif len(argv) == 4 and argv[0] == "pack":
+        make_pack(Path(argv[1]), Path(argv[2]), argv[3])
     else:
         raise SystemExit(__doc__)
 

@@ -69,6 +69,7 @@ TAIL_KEEP = 5e-2
 SAMPLE_PAIRS = 400_000
 BLOCK = 1024
 MIN_PEOPLE = 6
+SUSPECTS_SHOWN = 20
 
 Progress = Callable[[str], None]
 
@@ -82,6 +83,7 @@ class _Pairs:
     tail_a: np.ndarray  # impostor pairs with cosine >= floor, sorted by descending cosine
     tail_b: np.ndarray
     tail_s: np.ndarray
+    tail_rows: np.ndarray  # [T, 2] the input rows of each kept pair
     floor: float
     sample_a: np.ndarray  # uniform sample of different-person pairs (for the non-promise knots)
     sample_b: np.ndarray
@@ -108,8 +110,10 @@ def fit_similarity_map(
     ``embeddings`` [N, D] L2-normalised; ``person`` [N] int ids (each singleton its own id);
     ``never_different``: pairs of person ids that may be the same person and must never count as
     different (e.g. aliased folders). Returns {"model", "knots" (``calibrate.from_dict``
-    compatible), "method", "data", "measured"}, where ``measured`` gives, per promised Similarity,
-    the FMR and TMR on the fitted people and on people held out of the fit.
+    compatible), "method", "data", "measured", "suspects"}, where ``measured`` gives, per promised
+    Similarity, the FMR and TMR on the fitted people and on people held out of the fit, and
+    ``suspects`` the different-person pairs that score like the same person ({"cosine_at_least",
+    "pairs": count, "top": [[row_a, row_b, cosine], ...] (input rows, highest first)}).
     """
     say = progress or (lambda _msg: None)
     rng = np.random.default_rng(seed)
@@ -148,6 +152,7 @@ def fit_similarity_map(
         measured[key]["held_out"] = held[sim]
     return {
         "model": model,
+        "suspects": _suspects(pairs),
         "knots": [[-1.0, 0.0]] + [[round(knots[s], 6), s] for s, _ in TARGETS] + [[1.0, 100.0]],
         "method": {
             "name": "prediction bound of the threshold over two-stage person-level bootstraps",
@@ -220,7 +225,7 @@ def _collect_pairs(
     if len(sample_s) == 0:
         raise ValueError("no different-person pairs")
     floor = float(np.quantile(sample_s, 1.0 - TAIL_KEEP))
-    ta, tb, ts, gp, gs = [], [], [], [], []
+    ta, tb, ts, gp, gs, rows_a, rows_b = [], [], [], [], [], [], []
     for start in range(0, n, BLOCK):
         rows = slice(start, min(start + BLOCK, n))
         scores = emb[rows] @ emb.T
@@ -237,6 +242,8 @@ def _collect_pairs(
         ta.append(a[allowed])
         tb.append(b[allowed])
         ts.append(scores[keep][allowed])
+        rows_a.append((keep[0] + start)[allowed].astype(np.int32))
+        rows_b.append(keep[1][allowed].astype(np.int32))
     tail_s = np.concatenate(ts)
     order = np.argsort(-tail_s, kind="stable")
     return _Pairs(
@@ -245,6 +252,7 @@ def _collect_pairs(
         tail_a=np.concatenate(ta)[order],
         tail_b=np.concatenate(tb)[order],
         tail_s=tail_s[order].astype(np.float64),
+        tail_rows=np.stack([np.concatenate(rows_a), np.concatenate(rows_b)], 1)[order],
         floor=floor,
         sample_a=pid[ia],
         sample_b=pid[ib],
@@ -253,6 +261,22 @@ def _collect_pairs(
         genuine_s=np.concatenate(gs).astype(np.float64),
         group=_lookalike_groups(emb, pid, groups, rng),
     )
+
+
+def _suspects(pairs: _Pairs) -> dict:
+    """Different-person pairs scoring like the same person (at or above the median same-person
+    cosine): mislabelled photos, or one person under two names, look like this. They are kept in
+    the fit (they may be real look-alikes), which makes the map stricter; the rows are returned
+    so that a caller can show them and the user can fix the labels."""
+    if len(pairs.genuine_s) == 0:
+        return {"cosine_at_least": None, "pairs": 0, "top": []}
+    cut = float(np.median(pairs.genuine_s))
+    k = int(np.searchsorted(-pairs.tail_s, -cut, side="right"))
+    top = [
+        [int(i), int(j), round(float(c), 6)]
+        for (i, j), c in zip(pairs.tail_rows[:SUSPECTS_SHOWN], pairs.tail_s[:k], strict=False)
+    ]
+    return {"cosine_at_least": round(cut, 6), "pairs": k, "top": top}
 
 
 def _different_pairs(pairs: _Pairs, w: np.ndarray) -> float:
