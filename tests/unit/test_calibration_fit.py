@@ -13,10 +13,11 @@ DIM = 24
 
 def population(seed: int, people: int = 240, photos: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """People in a few look-alike groups (shared direction), each photographed with noise: the
-    different-person cosines have a real tail, denser within groups, as with faces."""
+    different-person cosines have a real tail, denser within groups, as with faces. Each
+    population mixes the groups in its own proportions, as new people differ in composition."""
     rng = np.random.default_rng(seed)
     groups = np.random.default_rng(99).normal(size=(5, DIM))  # the same groups in every population
-    group = rng.integers(0, len(groups), people)
+    group = rng.choice(len(groups), people, p=rng.dirichlet(np.ones(len(groups))))
     centre = 0.9 * groups[group] + rng.normal(size=(people, DIM))
     centre /= np.linalg.norm(centre, axis=1, keepdims=True)
     person = np.repeat(np.arange(people), photos)
@@ -49,13 +50,15 @@ def test_result_is_a_calibration(fitted):
 
 
 def test_promises_hold_on_new_people(fitted):
-    """Fresh people from the same world: the FMR at Similarity 50 and 80 stays within its
-    target (1e-2, 1e-3; ~230 and ~23 expected false matches, enough to be measured)."""
+    """Fresh people, mixed in other proportions: the FMR at Similarity 50 and 80 stays within its
+    target (1e-2, 1e-3; ~250 and ~25 expected false matches each, enough to be measured). The
+    point estimate (the fitted people's own 1e-3 quantile) gives 1.16e-3 on population 2."""
     cal = from_dict(fitted)
-    emb, person = population(seed=2)
-    impostors = different_pair_cosines(emb, person)
-    for sim, target in ((50.0, 1e-2), (80.0, 1e-3)):
-        assert (impostors >= cal.cosine_at(sim)).mean() <= target
+    for seed in range(2, 7):
+        emb, person = population(seed=seed)
+        impostors = different_pair_cosines(emb, person)
+        for sim, target in ((50.0, 1e-2), (80.0, 1e-3)):
+            assert (impostors >= cal.cosine_at(sim)).mean() <= target
 
 
 def test_knots_sit_above_the_point_estimate(fitted):
@@ -107,7 +110,7 @@ def test_one_person_under_two_names_is_shown_as_suspect():
     """A photo of person 0 filed as person 1 scores like the same person against person 0's
     photos: the fit keeps it (it could be a look-alike) but names the different-person pairs at or
     above the median same-person cosine, highest first."""
-    emb, person = population(seed=7, people=60, photos=6)
+    emb, person = population(seed=5, people=60, photos=6)
     person = person.copy()
     planted = int(np.nonzero(person == 0)[0][0])
     person[planted] = 1
