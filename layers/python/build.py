@@ -32,6 +32,7 @@ are built without bytecode and a warning says so.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -315,6 +316,16 @@ def tree_size(path: Path) -> int:
 
 
 def build(target: Target, out_root: Path = DEFAULT_OUT, packs: tuple[Path, ...] = ()) -> Path:
+    out_root.mkdir(parents=True, exist_ok=True)
+    # One build at a time per output folder, whoever runs it (make layers, make synth, the tests):
+    # a layer is rebuilt by deleting it first, and a synth copying it meanwhile would package
+    # half a layer (seen: a deps layer holding only dateutil).
+    with (out_root / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build(target, out_root, packs)
+
+
+def _build(target: Target, out_root: Path, packs: tuple[Path, ...]) -> Path:
     out = out_root / target.tag
     out.mkdir(parents=True, exist_ok=True)
     compiler = find_compiler(target)
