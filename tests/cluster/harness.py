@@ -468,6 +468,13 @@ class Cluster:
     def start(self) -> Cluster:
         atexit.register(self.stop)
         _stop_on_sigterm(self)
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # what did start (PostgreSQL, some servers) does not outlive the failure
+            raise
+
+    def _start(self) -> Cluster:
         self.root.chmod(0o755)  # the containers' user (uid 10001) and PostgreSQL's reach into it
         self.postgres = Postgres(self.root)
         if self.store == "auto":
