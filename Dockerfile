@@ -1,9 +1,10 @@
 # rekface serve as a container image: the Rekognition face API on your own servers.
 #
-#   docker build -t rekface .                      (or `make image`, which builds the base image
-#                                                    from Debian packages when no registry is reachable)
+#   docker build -t rekface .          (or `make image`: its base is built from Debian packages
+#                                        unless BASE_IMAGE=python:3.12-slim is given)
 #   docker run -v rekface-data:/data -p 8765:8765 \
-#     -v ./credentials:/run/secrets/rekface-credentials:ro rekface
+#     -v ./credentials:/run/secrets/rekface-credentials:ro \
+#     -e REKFACE_CREDENTIALS=/run/secrets/rekface-credentials rekface
 #
 # Configuration is the REKFACE_* variables of `rekface serve` (docs/self-hosting.md). The default
 # command listens on 0.0.0.0, so it needs REKFACE_CREDENTIALS (an AWS shared-credentials file: every
@@ -67,7 +68,8 @@ USER rekface
 WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 8765
-# /health is answered outside the request queue; the port follows REKFACE_PORT.
+# /health is answered outside the request queue; the check calls 127.0.0.1:$REKFACE_PORT, so
+# REKFACE_HOST must include loopback (0.0.0.0, the default, does).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('REKFACE_PORT', '8765'), timeout=2)"]
 STOPSIGNAL SIGTERM
