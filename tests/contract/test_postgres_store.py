@@ -5,6 +5,7 @@ pgvector backend, retries of transactions a conflict rolled back, timeouts, star
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import psycopg
@@ -212,3 +213,32 @@ def test_rekface_purge_command_on_the_postgres_store(dsn, stores, monkeypatch, c
     assert list(store._tombstones()) == []
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT COUNT(*) FROM rekface_faces").fetchone()[0] == 0
+
+
+def test_connections_the_server_dropped_are_replaced(dsn, stores):
+    """A restart or a failover ends every session: the next requests get fresh connections
+    (the pool checks each one before lending it) instead of failing."""
+    store = stores(dsn, "s", pool_size=4)
+    c = store.create_collection("c")
+    with ThreadPoolExecutor(4) as pool:  # several connections in the pool
+        list(pool.map(lambda i: store.get_collection("c"), range(8)))
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        ended = admin.execute(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()[0]
+    assert ended >= 1
+    for i in range(6):
+        store.add_faces(c, image_faces(c, 1, np.random.default_rng(i), f"img{i}"))
+    assert store.get_collection("c").face_count == 6
+
+
+def test_connection_defaults_bound_waits_unless_the_dsn_sets_its_own():
+    from psycopg.conninfo import conninfo_to_dict
+
+    from rekface.stores.postgres import CONNECTION_DEFAULTS, bounded_dsn
+
+    mine = conninfo_to_dict(bounded_dsn("postgresql://u:pw@db:5433/rek?connect_timeout=3"))
+    assert mine["connect_timeout"] == "3" and mine["password"] == "pw" and mine["port"] == "5433"
+    assert mine["tcp_user_timeout"] == CONNECTION_DEFAULTS["tcp_user_timeout"]
+    assert conninfo_to_dict(bounded_dsn("host=db"))["connect_timeout"] == "10"

@@ -120,6 +120,27 @@ def _table(rows: list[tuple]) -> FaceTable:
     )
 
 
+# libpq's defaults wait minutes for an unreachable host or a peer that vanished (a failover, a
+# dropped network path): ours, unless the DSN names its own, so a request fails in about a minute
+# at most instead. statement_timeout cannot: it is the server's, and the server is what is gone.
+CONNECTION_DEFAULTS = {
+    "connect_timeout": "10",  # s, per connection attempt
+    "keepalives": "1",
+    "keepalives_idle": "30",  # s idle before probing the server
+    "keepalives_interval": "10",
+    "keepalives_count": "3",  # unanswered probes before the connection is dropped
+    "tcp_user_timeout": "60000",  # ms that sent data may stay unacknowledged
+}
+
+
+def bounded_dsn(dsn: str) -> str:
+    """``dsn`` with CONNECTION_DEFAULTS for the parameters it leaves unset."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    given = conninfo_to_dict(dsn)
+    return make_conninfo(dsn, **{k: v for k, v in CONNECTION_DEFAULTS.items() if k not in given})
+
+
 def _found(row: tuple | None) -> CollectionRecord:
     if row is None:
         raise CollectionGone()
@@ -145,6 +166,7 @@ class PostgresStore(Store):
         from psycopg_pool import ConnectionPool
 
         self.dsn = dsn
+        dsn = bounded_dsn(dsn)
         # The schema first, on a connection of its own: a wrong DSN or an old server fails here.
         with psycopg.connect(dsn, autocommit=True) as conn:
             pg_schema.migrate(conn, parts=(pg_schema.STORE,))
