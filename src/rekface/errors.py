@@ -96,12 +96,13 @@ class UnknownOperationException(RekognitionError):
 
 # Authentication errors, as every AWS JSON service answers a request it cannot attribute to a
 # caller (``rekface serve --credentials``). botocore maps them by ``__type``; the messages are the
-# service's own, and say no more than AWS says about which part was wrong.
+# service's own, and say no more than AWS says about which part was wrong. All 400, as the JSON
+# services (Rekognition, DynamoDB, Kinesis) answer them; the 403 of AWS's "common errors" page is
+# the query protocol's (sources in tests/hardening/hardening_wire.py).
 
 
 class MissingAuthenticationTokenException(RekognitionError):
     code = "MissingAuthenticationTokenException"
-    status = 403
 
 
 class IncompleteSignatureException(RekognitionError):
@@ -110,7 +111,6 @@ class IncompleteSignatureException(RekognitionError):
 
 class InvalidSignatureException(RekognitionError):
     code = "InvalidSignatureException"
-    status = 403
 
 
 class UnrecognizedClientException(RekognitionError):

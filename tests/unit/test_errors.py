@@ -20,9 +20,6 @@ def test_status_table():
     not_400 = {
         "InternalServerError": 500,
         "ThrottlingException": 503,
-        # AWS answers an unsigned or wrongly signed request with 403 Forbidden.
-        "MissingAuthenticationTokenException": 403,
-        "InvalidSignatureException": 403,
     }
     for code, cls in errors.ALL_ERRORS.items():
         assert cls.status == not_400.get(code, 400), code
