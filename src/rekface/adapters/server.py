@@ -79,7 +79,13 @@ class RekfaceServer(TcpWSGIServer):
         wanted = max(1, self.adj.connection_limit // 10) - closing
         if wanted <= 0:
             return
-        open_ = [ch for ch in channels if not ch.will_close and not ch.total_outbufs_len]
+        # A connection accepted a moment ago has had no time to send its request: it is the
+        # client this room is being made for, not a candidate.
+        open_ = [
+            ch
+            for ch in channels
+            if not ch.will_close and not ch.total_outbufs_len and now - ch.creation_time > 1.0
+        ]
         idle = sorted((ch for ch in open_ if ch.request is None), key=lambda c: c.last_activity)
         slow = sorted(
             (ch for ch in open_ if ch.request is not None and now - ch.request_started > 1.0),
@@ -144,7 +150,8 @@ class RekfaceServer(TcpWSGIServer):
 def connection_cap(wanted: int) -> int:
     """At most what the file-descriptor limit leaves (after the descriptors open now and a
     margin for files, the store and S3 clients), so accept() never fails with EMFILE: waitress
-    stops accepting at its cap instead of spinning on a failing accept()."""
+    stops accepting at its cap instead of spinning on a failing accept(). Each connection may
+    hold two descriptors: its socket and the temporary file a body over 512 KB spills to."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return wanted
@@ -152,7 +159,7 @@ def connection_cap(wanted: int) -> int:
         in_use = len(os.listdir("/proc/self/fd"))
     except OSError:
         in_use = 64
-    return max(4, min(wanted, soft - in_use - _FD_MARGIN))
+    return max(4, min(wanted, (soft - in_use - _FD_MARGIN) // 2))
 
 
 # Non-image operations (store reads/writes, searches by id: milliseconds each) at once, and waiting.
@@ -208,6 +215,9 @@ def make_server(
         # a body up to this is buffered (on disk past 512 KB) and refused by the application with
         # the service's ImageTooLargeException.
         max_request_body_size=2 * MAX_BODY,
+        # Responses (at most a few MB: 100 faces with every attribute) stay in memory, so a
+        # connection never needs a third descriptor for a spilled response.
+        outbuf_overflow=4 * 1024 * 1024,
         ident="rekface",
         expose_tracebacks=False,
         log_socket_errors=False,
