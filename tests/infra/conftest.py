@@ -44,6 +44,7 @@ API_KEY_CONTEXT = {
     "image_buckets": "my-photos,more-photos",
     "deletion_protection": "false",
     "search": "s3vectors",  # issue 13: the vector bucket and its grants
+    "router_tracing": "true",  # X-Ray SDK subsegments in the POST / router
 }
 
 

@@ -167,6 +167,11 @@ def test_router_can_only_invoke_the_operation_functions(tpl):
     assert {ref_id(r) for r in invoke["Resource"]} == {f"{op.name}Function" for op in OPERATIONS}
 
 
+def test_router_tracing_is_a_choice(tpl_key):
+    env = tpl_key["Resources"]["WireProtocolFunction"]["Properties"]["Environment"]["Variables"]
+    assert "POWERTOOLS_TRACE_DISABLED" not in env  # -c router_tracing=true: the SDK traces
+
+
 # -- API ---------------------------------------------------------------------------------------
 
 

@@ -170,17 +170,27 @@ class LazyFaceEngine:
 
 
 def build_context(
-    settings: Settings | None = None, engine: FaceEngine | LazyFaceEngine | None = None
+    settings: Settings | None = None, engine: FaceEngine | None = None, *, lazy: bool = False
 ) -> Context:
+    """``lazy``: a process that may never run most operations (a data Lambda function) imports
+    the engine and each operation's module on first use. Otherwise everything is imported now:
+    a server answers its first request without imports, and cannot fail one for lack of a file
+    descriptor to read a module with."""
     settings = settings or Settings.from_env()
     store = build_store(settings)
-    if engine is None:
+    if engine is None and lazy:
+        engine = LazyFaceEngine(settings)  # type: ignore[assignment]  # stands in for one
+    elif engine is None:
         from rekface.engine.faces import FaceEngine
 
         engine = FaceEngine(settings)
+    if not lazy:
+        from rekface import operations
+
+        operations.load_all()
     return Context(
         settings=settings,
-        engine=engine,  # type: ignore[arg-type]  # a LazyFaceEngine stands in for one
+        engine=engine,
         images=S3ImageFetcher(),
         store=store,
         search=build_search(settings, store),

@@ -44,15 +44,16 @@ def reads_images(operation: str | None) -> bool:
 
 def build_dispatcher(operation: str | None) -> Dispatcher:
     """The process context of the function serving ``operation``, from the environment."""
-    from rekface.adapters.bootstrap import LazyFaceEngine, build_context
+    from rekface.adapters.bootstrap import build_context
     from rekface.adapters.dispatch import Dispatcher
     from rekface.adapters.token_secret import lambda_token_secret
     from rekface.settings import Settings
 
     settings = Settings.from_env()
     settings = replace(settings, token_secret=lambda_token_secret(settings.token_secret, operation))
-    engine = None if reads_images(operation) else LazyFaceEngine(settings)
-    return Dispatcher(build_context(settings, engine=engine))
+    # A data function never runs an image operation: the engine and the other operations'
+    # modules are imported only if used (never, in practice).
+    return Dispatcher(build_context(settings, lazy=not reads_images(operation)))
 
 
 def dispatcher(operation: str | None = None) -> Dispatcher:
@@ -76,26 +77,14 @@ def proxy_response(response: WireResponse) -> dict[str, Any]:
     return lambda_events.proxy_response(response.status, response.headers, response.body)
 
 
-def error_response(err: RekognitionError) -> WireResponse:
-    import uuid
-
-    from rekface.adapters import wire
-    from rekface.adapters.dispatch import WireResponse
-
-    headers = {
-        "Content-Type": wire.CONTENT_TYPE,
-        "x-amzn-RequestId": str(uuid.uuid4()),
-        "x-amzn-ErrorType": err.code,
-    }
-    return WireResponse(err.status, wire.encode_error(err), headers)
-
-
 def _answer(operation: str | None, event: dict[str, Any]) -> WireResponse:
+    from rekface.adapters.dispatch import error_response, new_request_id
+
     try:
         body = event_body(event)
         target = dispatcher(operation)
     except RekognitionError as err:  # an undecodable body, an unreadable token secret
-        return error_response(err)
+        return error_response(err, new_request_id())
     if operation is None:
         return target.handle_target(header(event, "X-Amz-Target"), body)
     return target.handle_operation(operation, body)

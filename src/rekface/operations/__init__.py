@@ -45,6 +45,12 @@ class _Handlers(Mapping[str, Handler]):
 HANDLERS: Mapping[str, Handler] = _Handlers()
 
 
+def load_all() -> None:
+    """Import every operation now (a server: no import at request time)."""
+    for operation in HANDLERS:
+        HANDLERS[operation]
+
+
 def run(ctx: Context, operation: str, request: dict[str, Any]) -> dict[str, Any]:
     if operation not in BY_NAME:
         raise UnknownOperationException(f"Unknown operation: {operation}")
