@@ -7,8 +7,9 @@ Output, under ``<out>/py<python>-<arch>/`` (each folder is one layer's content, 
 - ``deps/python/``     numpy, onnxruntime, pillow, boto3, Powertools: the pinned wheels of
                        ``layers/python/requirements.txt`` for the Lambda runtime's Python and CPU,
                        trimmed of what rekface never imports (see ``TRIM``);
-- ``models/models/``   the ONNX models of ``layers/models`` (-> ``/opt/models``), and the
-                       recognizer packs of ``--packs`` in ``packs/<face model version>/``;
+- ``models/models/``   the ONNX models of ``layers/models`` (-> ``/opt/models``), and the models
+                       of the recognizer packs of ``--packs`` (their pack.json and calibration
+                       go into the package layer, beside the built-in pack's);
 - ``rekface/python/``  the rekface package itself (a separate layer: code changes re-upload 1 MB,
                        not the 150 MB of dependencies).
 
@@ -248,11 +249,12 @@ def build_deps(target: Target, out: Path, wheelhouse: Path, compiler: Compiler |
 
 
 def build_models(out: Path, packs: tuple[Path, ...] = ()) -> None:
-    """The shipped models, and the recognizer packs given (``make layers PACKS="dir ..."``) in
-    ``models/packs/<face model version>/``, where the engine finds them (/opt/models/packs)."""
+    """The shipped models, and the models of the recognizer packs given (``make layers
+    PACKS="dir ..."``) as ``pack-<face model version>-<file>`` beside them (/opt/models); their
+    pack.json and calibration.json go into the package layer (``build_package``)."""
     layer = out / "models"
     checked = [_checked_pack(p) for p in packs]
-    digest = _hash(MODELS, extra=json.dumps([(str(p), files) for p, _, files in checked]))
+    digest = _hash(MODELS, extra=_packs_digest(checked))
     if _fresh(layer, digest):
         return
     shutil.rmtree(layer, ignore_errors=True)
@@ -261,16 +263,19 @@ def build_models(out: Path, packs: tuple[Path, ...] = ()) -> None:
     for path in sorted(MODELS.iterdir()):
         if path.is_file():
             shutil.copy2(path, dest / path.name)
-    for folder, version, files in checked:
-        (dest / "packs" / version).mkdir(parents=True)
-        for name in files:
-            shutil.copyfile(folder / name, dest / "packs" / version / name)
-    _stamp(layer, digest, {"packs": [version for _, version, _ in checked]})
+    for folder, pack, _ in checked:
+        shutil.copyfile(folder / pack["onnx"], dest / _layer_model(pack))
+    _stamp(layer, digest, {"packs": [pack["face_model_version"] for _, pack, _ in checked]})
 
 
-def _checked_pack(folder: Path) -> tuple[Path, str, dict[str, str]]:
-    """A pack that the engine will load: pack.json valid, model sha256 right, calibrated
-    (SystemExit naming the file otherwise). Returns its folder, version and files' sha256."""
+def _layer_model(pack: dict) -> str:
+    return f"pack-{pack['face_model_version']}-{pack['onnx']}"
+
+
+def _checked_pack(folder: Path) -> tuple[Path, dict, dict[str, str]]:
+    """A pack that the engine will load: pack.json valid, model sha256 right, calibrated, a
+    version the package does not already have (SystemExit naming the file otherwise). Returns its
+    folder, pack.json's content and its files' sha256."""
     sys.path.insert(0, str(PACKAGE.parent))
     from rekface.engine.packs import PackError, read_calibration, read_pack
 
@@ -279,23 +284,49 @@ def _checked_pack(folder: Path) -> tuple[Path, str, dict[str, str]]:
         read_calibration(pack)
     except PackError as exc:
         raise SystemExit(f"PACKS: {exc}") from None
+    if (PACKAGE / "engine" / "packs" / pack.face_model_version).exists():
+        raise SystemExit(f"PACKS: {folder}: version {pack.face_model_version} is built in")
     files = {}
     for name in ("pack.json", pack.onnx, "calibration.json"):
         files[name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
     if files[pack.onnx] != pack.sha256:
         raise SystemExit(f"PACKS: {folder / pack.onnx}: sha256 differs from pack.json's")
-    return folder, pack.face_model_version, files
+    return folder, json.loads((folder / "pack.json").read_text()), files
 
 
-def build_package(target: Target, out: Path, compiler: Compiler | None) -> None:
-    """Copy the package source (calibration JSON included): no build backend, no network."""
+def _packs_digest(checked: list[tuple[Path, dict, dict[str, str]]]) -> str:
+    return json.dumps([files for _, _, files in checked])
+
+
+def _package_packs(dest: Path, checked: list[tuple[Path, dict, dict[str, str]]]) -> None:
+    """Each pack's pack.json and calibration.json beside the built-in pack's, in the package
+    (``rekface/engine/packs/<version>/``), its model named as ``build_models`` names it in the
+    models directory (``"models_dir": true``, as the built-in pack). So every function knows the
+    layer's packs and their calibration, also those without the models layer (SearchFaces,
+    SearchUsers, AssociateFaces score with the calibration alone)."""
+    for folder, pack, _ in checked:
+        target = dest / "engine" / "packs" / pack["face_model_version"]
+        target.mkdir(parents=True)
+        shipped = {**pack, "onnx": _layer_model(pack), "models_dir": True}
+        (target / "pack.json").write_text(json.dumps(shipped, indent=1))
+        shutil.copyfile(folder / "calibration.json", target / "calibration.json")
+
+
+def build_package(
+    target: Target, out: Path, compiler: Compiler | None, packs: tuple[Path, ...] = ()
+) -> None:
+    """Copy the package source (calibration JSON included) and the packs' pack.json and
+    calibration.json: no build backend, no network."""
     layer = out / "rekface"
-    digest = _hash(PACKAGE, Path(__file__), extra=target.tag + _bytecode_tag(compiler))
+    checked = [_checked_pack(p) for p in packs]
+    extra = target.tag + _bytecode_tag(compiler) + _packs_digest(checked)
+    digest = _hash(PACKAGE, Path(__file__), extra=extra)
     if _fresh(layer, digest):
         return
     shutil.rmtree(layer, ignore_errors=True)
     dest = layer / "python" / "rekface"
     shutil.copytree(PACKAGE, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    _package_packs(dest, checked)
     if compiler:
         compiler.compile(dest)
     _stamp(layer, digest, {"bytecode": _bytecode_tag(compiler)})
@@ -337,7 +368,7 @@ def _build(target: Target, out_root: Path, packs: tuple[Path, ...]) -> Path:
         )
     build_deps(target, out, out_root / f"wheels-{target.tag}", compiler)
     build_models(out, packs)
-    build_package(target, out, compiler)
+    build_package(target, out, compiler, packs)
     sizes = {name: tree_size(out / name) for name in ("deps", "models", "rekface")}
     (out / "BUILD.json").write_text(
         json.dumps({"python": target.python, "arch": target.arch, "bytes": sizes}, indent=1)

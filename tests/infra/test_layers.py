@@ -178,13 +178,14 @@ def test_a_rebuild_needs_no_network(layers, tmp_path):
 
 
 def test_packs_go_into_the_models_layer_and_every_function_still_fits(layers, tmp_path):
-    """`make layers PACKS=dir`: a user's pack lands in /opt/models/packs/<version>, where the
-    engine finds it, and counts in the size budget. The pack here is the shipped dlib model under
-    another version with its own (real) calibration: what a user pinning a model would ship."""
+    """`make layers PACKS=dir`: a user's pack ships as a built-in one (its pack.json and
+    calibration in the package layer, its model in /opt/models), found by functions with and
+    without the models layer, and counts in the size budget. The pack here is the shipped dlib
+    model under another version with its own (real) calibration: what a user pinning a model
+    would ship."""
     from rekface.engine.calibrate import BUILTIN_CALIBRATION
-    from rekface.engine.faces import FaceEngine
     from rekface.engine.models import RECOGNIZER
-    from rekface.engine.packs import builtin_root
+    from rekface.engine.packs import builtin_root, read_calibration, read_model, read_pack
     from rekface.settings import Settings
 
     pack = tmp_path / "pinned"
@@ -198,15 +199,15 @@ def test_packs_go_into_the_models_layer_and_every_function_still_fits(layers, tm
 
     out = tmp_path / "build"
     layer_build.build_models(out, (pack,))
-    shipped = out / "models" / "models" / "packs" / "1.1"
-    assert sorted(p.name for p in shipped.iterdir()) == [
-        "calibration.json",
-        "model.onnx",
-        "pack.json",
-    ]
-    engine = FaceEngine(Settings(models_dir=out / "models" / "models"))
-    assert engine.packs.versions() == ["1.0", "1.1"]
-    assert engine.recognizer("1.1").pack.dims == 128
+    layer_build.build_package(DEFAULT_TARGET, out, None, (pack,))
+    models = out / "models" / "models"
+    assert (models / "pack-1.1-model.onnx").is_file()
+    packs = out / "rekface" / "python" / "rekface" / "engine" / "packs"
+    assert sorted(p.name for p in packs.iterdir()) == ["1.0", "1.1"]
+    shipped = read_pack(packs / "1.1", builtin=True)
+    assert shipped.models_dir and shipped.onnx == "pack-1.1-model.onnx"
+    assert read_model(shipped, Settings(models_dir=models)) == (pack / "model.onnx").read_bytes()
+    assert read_calibration(shipped).cosine_at(80) > 0  # without the model: data functions
 
     sizes = {name: layer_build.tree_size(layers / name) for name in ("deps", "rekface")}
     sizes["models"] = layer_build.tree_size(out / "models")
@@ -217,4 +218,9 @@ def test_packs_go_into_the_models_layer_and_every_function_still_fits(layers, tm
 
     (pack / "calibration.json").unlink()
     with pytest.raises(SystemExit, match=r"calibration\.json: missing"):
+        layer_build.build_models(tmp_path / "again", (pack,))
+    data["face_model_version"] = "1.0"
+    (pack / "pack.json").write_text(json.dumps(data))
+    (pack / "calibration.json").write_text(BUILTIN_CALIBRATION.read_text())
+    with pytest.raises(SystemExit, match=r"version 1\.0 is built in"):
         layer_build.build_models(tmp_path / "again", (pack,))

@@ -25,11 +25,10 @@ from rekface.engine.models import DETECTOR, SessionCache
 from rekface.engine.packs import (
     Pack,
     PackError,
-    PackRegistry,
     UnknownFaceModelVersion,
     check_session,
-    read_calibration,
     read_model,
+    registry,
 )
 from rekface.engine.pose import Pose, estimate_pose
 from rekface.engine.quality import Quality, measure_quality
@@ -106,7 +105,7 @@ class FaceEngine:
         self._attributes: AttributeAnalyzer | None = None
         self._lock = threading.Lock()
         # Every pack's pack.json is read (and checked) now: a broken pack fails the start-up.
-        self.packs = PackRegistry(settings)
+        self.packs = registry(settings)
         self._recognizers: dict[str, Recognizer] = {}
 
     @property
@@ -131,7 +130,7 @@ class FaceEngine:
 
     def _load(self, pack: Pack) -> Recognizer:
         embedder = self.embedder_for(pack)
-        return Recognizer(pack, embedder, read_calibration(pack))
+        return Recognizer(pack, embedder, self.packs.calibration(pack.face_model_version))
 
     def embedder_for(self, pack: Pack) -> Embedder:
         """The embedder of any pack (registered or not, calibrated or not: ``rekface models
@@ -245,7 +244,8 @@ class FaceEngine:
             face.embedding = face.embeddings[key]
 
     def calibration(self, version: str | None = None) -> Calibration:
-        return self.recognizer(version).calibration
+        """The pack's Similarity map, without loading its model."""
+        return self.packs.calibration(version or self.default_version)
 
     def similarity(self, a: np.ndarray, b: np.ndarray, version: str | None = None) -> np.ndarray:
         """Calibrated Similarity (0..100) of unit embeddings; b may be a [N, dims] matrix."""

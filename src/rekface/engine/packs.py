@@ -12,8 +12,8 @@ its pack.json sets ``"models_dir": true`` because its ONNX is the shipped
 ``dlib_face_recognition_resnet_v1.onnx``, found like every other shipped model
 (``REKFACE_MODELS_DIR``, ``/opt/models``, ``layers/models``) and rebuilt by ``make models-verify``.
 User packs come from ``REKFACE_PACKS_DIR`` / ``--packs-dir`` (a pack folder, or a folder of them)
-and from ``packs/`` in the models directory (``make layers PACKS=...`` puts them in the Lambda
-layer's ``/opt/models/packs``), and must hold their model themselves.
+and must hold their model themselves. On Lambda, ``make layers PACKS=...`` ships packs as built-in
+ones: pack.json and calibration.json in the package layer, the model in the models layer.
 
 Reading pack.json (``read_pack``) is cheap and checks every field, naming the file and the field
 that is wrong; the model's sha256, its input and output shapes (``check_session``) and the
@@ -22,6 +22,7 @@ calibration are checked when the pack is first used.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -44,7 +45,6 @@ BUILTIN_VERSION = BUILTIN_FACE_MODEL_VERSION  # dlib's ResNet; collections store
 # The botocore model's pattern for IndexFacesModelVersion and friends.
 VERSION_PATTERN = re.compile(r"[0-9.]+")
 PACK_FILE = "pack.json"
-MODELS_PACKS = "packs"  # <models dir>/packs/<version>/: packs put in the Lambda models layer
 CALIBRATION_FILE = "calibration.json"
 LAYOUTS = ("NCHW", "NHWC")
 CHANNELS = ("RGB", "BGR")
@@ -353,13 +353,9 @@ class PackRegistry:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._packs: dict[str, Pack] = {}
+        self._calibrations: dict[str, Calibration] = {}
         for folder in pack_folders(builtin_root()):
             self._add(read_pack(folder, builtin=True))
-        # Packs shipped in a models directory (the Lambda layer's /opt/models/packs).
-        for models in settings.model_dirs():
-            if (models / MODELS_PACKS).is_dir():
-                for folder in pack_folders(models / MODELS_PACKS):
-                    self._add(read_pack(folder))
         for root in settings.packs_dirs:
             for folder in pack_folders(Path(root)):
                 self._add(read_pack(folder))
@@ -382,8 +378,23 @@ class PackRegistry:
             raise UnknownFaceModelVersion(version, self.versions())
         return pack
 
+    def calibration(self, version: str) -> Calibration:
+        """The pack's Similarity map, read once; needs neither its model nor onnxruntime (the
+        searches of stored faces and AssociateFaces score with it alone)."""
+        calibration = self._calibrations.get(version)
+        if calibration is None:
+            calibration = read_calibration(self.get(version))
+            self._calibrations[version] = calibration  # a race reads the same file twice
+        return calibration
+
     def __iter__(self) -> Iterator[Pack]:
         return iter(self._packs[v] for v in self.versions())
+
+
+@functools.cache
+def registry(settings: Settings) -> PackRegistry:
+    """The packs of these settings, read once per process (settings are immutable)."""
+    return PackRegistry(settings)
 
 
 def _version_key(version: str) -> tuple:

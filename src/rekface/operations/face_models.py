@@ -9,7 +9,7 @@ embeddings or Similarity.
 from __future__ import annotations
 
 from rekface.engine.calibrate import Calibration
-from rekface.engine.packs import UnknownFaceModelVersion
+from rekface.engine.packs import UnknownFaceModelVersion, registry
 from rekface.errors import InvalidParameterException
 from rekface.operations.context import Context
 from rekface.stores.records import CollectionRecord
@@ -33,4 +33,10 @@ def collection_version(ctx: Context, collection: CollectionRecord) -> str:
 
 
 def collection_calibration(ctx: Context, collection: CollectionRecord) -> Calibration:
-    return ctx.engine.calibration(collection_version(ctx, collection))
+    """The collection's Similarity map: from the pack's calibration.json alone, so that scoring
+    stored faces (SearchFaces, SearchUsers, AssociateFaces) loads no model and, on Lambda, needs
+    neither the models layer nor the engine."""
+    try:
+        return registry(ctx.settings).calibration(collection.face_model_version)
+    except UnknownFaceModelVersion as exc:
+        raise unavailable(collection, exc) from None
