@@ -487,3 +487,36 @@ def test_samconfig_and_events_match_the_template(tpl):
         else:  # API Gateway proxy event of a route the API has
             assert evt["httpMethod"] == "POST" and routes[evt["path"]] in tpl["Resources"]
             json.loads(evt["body"])
+
+
+def test_token_secret_with_cdk_assertions(synth):
+    """The same contract through aws_cdk.assertions: a generated secret, and a read grant on it
+    (GetSecretValue only) in exactly three policies."""
+    from aws_cdk.assertions import Match
+
+    template = synth.template("Rekface")
+    template.resource_count_is("AWS::SecretsManager::Secret", 1)
+    template.has_resource_properties(
+        "AWS::SecretsManager::Secret",
+        {"GenerateSecretString": Match.object_like({"ExcludePunctuation": True})},
+    )
+    (secret_id,) = template.find_resources("AWS::SecretsManager::Secret")
+    read = Match.object_like(
+        {"Action": "secretsmanager:GetSecretValue", "Resource": {"Ref": secret_id}}
+    )
+    policies = template.find_resources(
+        "AWS::IAM::Policy",
+        {"Properties": {"PolicyDocument": {"Statement": Match.array_with([read])}}},
+    )
+    assert len(policies) == len(PAGING)
+    for name in PAGING:
+        template.has_resource_properties(
+            "AWS::Lambda::Function",
+            {
+                "FunctionName": Match.absent(),
+                "Environment": {
+                    "Variables": Match.object_like({SECRET_ARN_ENV: {"Ref": secret_id}})
+                },
+                "Description": Match.string_like_regexp(f"rekface {name} "),
+            },
+        )
