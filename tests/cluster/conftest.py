@@ -5,6 +5,8 @@ collected only with REKFACE_CLUSTER=1, which `make test-cluster` sets.
 REKFACE_CLUSTER_IMAGE=<image> runs the servers as containers of that image (`--network host`);
 without it they are processes of this venv. REKFACE_CLUSTER_STORE=postgres|sqlite|auto picks the
 store the replicas share (auto: PostgreSQL when this checkout has the PostgreSQL store).
+REKFACE_CLUSTER_KEEP=1 keeps the cluster's temporary directory (logs, nginx access log) after it
+stops.
 """
 
 from __future__ import annotations

@@ -16,11 +16,16 @@ CLUSTER_TIMEOUT=${CLUSTER_TIMEOUT:-600}
 export REKFACE_DOCKERD_OWNER=test-cluster
 started=$(date +%s)
 
-if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
-    echo "test-cluster: installing nginx from Debian" >&2
-    apt-get install -y -q --no-install-recommends nginx >/dev/null 2>&1 || {
+# Debian's nginx (the balancer) and docker-compose (only to validate compose.yaml).
+missing=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "test-cluster: installing ${missing[*]} from Debian" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
         apt-get update -q >/dev/null
-        apt-get install -y -q --no-install-recommends nginx >/dev/null
+        apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
     }
 fi
 
