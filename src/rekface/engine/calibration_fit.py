@@ -11,8 +11,9 @@ carry most false matches. So every promised knot is placed at a conservative bou
    plausible "other set of people". New people also differ in *composition* (more of one sex, age
    or ethnicity, where look-alikes concentrate the false matches), which a plain person bootstrap
    hardly varies; so the bootstrap has two stages: ``GROUPS`` groups of look-alike people (spherical
-   k-means of the people's mean embeddings) are drawn with replacement, then the people of each
-   drawn group with replacement.
+   k-means of the people's mean embeddings; the resamples cycle through ``GROUPINGS`` k-means runs
+   from different starts) are drawn with replacement, then the people of each drawn group with
+   replacement.
 2. In each resample, the cosine t_b where the resample's FMR falls to the target is found exactly
    from the weighted, sorted impostor scores. Where the resample holds fewer than
    ``TAIL_MODEL_BELOW_EVENTS`` expected false matches at the target (1e-5 needs millions of
@@ -58,11 +59,14 @@ CONFIDENCE = 0.95
 # independent same-size sets' thresholds spreads sqrt(2) times one set's, so the knot is a
 # prediction bound for the threshold of a new set of people, not only a confidence bound.
 PREDICTION_SPREAD = float(np.sqrt(2.0))
-BOOTSTRAPS = 400
+BOOTSTRAPS = 1000
 TAIL_MODEL_BELOW_EVENTS = 100.0
 TAIL_FRACTION = 2e-3
 MIN_TAIL_PAIRS = 30
 GROUPS = 24
+# k-means runs from different starts; the bootstraps cycle through them, so that the knots do not
+# hang on one partition of the people.
+GROUPINGS = 16
 SPLITS = 5  # random halvings of the people; each half is fitted once and tested on the other
 SPLIT_BOOTSTRAPS = 200
 TAIL_KEEP = 5e-2
@@ -90,7 +94,7 @@ class _Pairs:
     sample_s: np.ndarray
     genuine_p: np.ndarray  # same-person pair scores and their person
     genuine_s: np.ndarray
-    group: np.ndarray  # [P] look-alike group of each person (k-means of person centroids)
+    group: np.ndarray  # [GROUPINGS, P] look-alike group of each person, per k-means run
 
 
 def fit_similarity_map(
@@ -259,7 +263,7 @@ def _collect_pairs(
         sample_s=sample_s.astype(np.float64),
         genuine_p=np.concatenate(gp),
         genuine_s=np.concatenate(gs).astype(np.float64),
-        group=_lookalike_groups(emb, pid, groups, rng),
+        group=np.stack([_lookalike_groups(emb, pid, groups, rng) for _ in range(GROUPINGS)]),
     )
 
 
@@ -350,12 +354,15 @@ def _fit_knots(
 ) -> tuple[dict[float, float], dict[float, str]]:
     """Knot cosine per Similarity among the people with weight ``w`` > 0 (0/1 weights)."""
     members = np.nonzero(w > 0)[0]
-    groups = [members[pairs.group[members] == g] for g in np.unique(pairs.group[members])]
+    groupings = [
+        [members[grouping[members] == g] for g in np.unique(grouping[members])]
+        for grouping in pairs.group
+    ]
     promised = [(s, f) for s, f in TARGETS if f <= PROMISE_FMR]
     draws = {s: np.empty(bootstraps) for s, _ in promised}
     tail_used = {s: 0 for s, _ in promised}
     for b in range(bootstraps):
-        wb = _resample(groups, len(w), rng)
+        wb = _resample(groupings[b % len(groupings)], len(w), rng)
         for s, f in promised:
             draws[s][b], used = _threshold(pairs, wb, f)
             tail_used[s] += used
