@@ -21,7 +21,7 @@ from rekface.stores import keys
 from rekface.stores.records import FaceRecord
 from rekface.stores.sqlite import SqliteStore
 
-SECRET = "rekface-local"  # the default REKFACE_TOKEN_SECRET, as the command reads it
+SECRET = "vectors-cli-test"  # any secret: the commands never read a token this store made
 
 
 def populate(data_dir, name: str, n: int, rng) -> list[FaceRecord]:

@@ -34,7 +34,8 @@ def build_store(settings: Settings, dynamodb_client: Any = None) -> Store:
             import boto3
 
             dynamodb_client = boto3.client("dynamodb", region_name=settings.region)
-        return DynamoDBStore(dynamodb_client, settings.table_name, settings.token_secret or LOCAL)
+        secret = settings.token_secret or PROCESS_SECRET
+        return DynamoDBStore(dynamodb_client, settings.table_name, secret)
     from rekface.stores.sqlite import SqliteStore
 
     return SqliteStore.in_dir(
@@ -70,9 +71,11 @@ def data_dir_token_secret(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
-# The token secret of the SQLite and DynamoDB stores when REKFACE_TOKEN_SECRET is unset (what
-# they used before it could be unset; the PostgreSQL store keeps a random one in its database).
-LOCAL = "rekface-local"
+# The DynamoDB store's token secret when none is configured (REKFACE_TOKEN_SECRET, or the Lambda
+# stack's REKFACE_TOKEN_SECRET_ARN for the functions that page, see adapters/token_secret.py):
+# random per process, so a token is valid only where it was issued and never forgeable from a
+# public default.
+PROCESS_SECRET = secrets.token_hex(32)
 
 
 def _postgres_store(settings: Settings) -> Store:
