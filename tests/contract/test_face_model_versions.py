@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from conftest import any_score
 from moto import mock_aws
 from store_helpers import image_faces, unit
 from test_search_backend_contract import BACKENDS, answer, brute_force, index, make_backend
@@ -21,6 +20,11 @@ from rekface.search.users import centroid
 from rekface.stores.sqlite import SqliteStore
 
 WIDTHS = {"1.0": 128, "2.0": 192}
+
+
+def any_score(members: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """A user score for writes that do not look at it (UserMatchThreshold 0)."""
+    return 100.0 * np.clip(np.asarray(candidates) @ centroid(members), 0.0, 1.0)
 
 
 def two_collections(store, search, rng, images: int = 6, per_image: int = 4):
