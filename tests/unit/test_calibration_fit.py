@@ -2,6 +2,8 @@
 its knots are from_dict-compatible, its promises hold on people it never saw, the aliased pairs
 are left out and its tail model recovers a known tail."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -127,3 +129,24 @@ def test_one_person_under_two_names_is_shown_as_suspect():
     assert suspects["cosine_at_least"] == pytest.approx(cut, abs=1e-6)
     assert suspects["pairs"] == len(expected)
     assert [(i, j) for i, j, _ in suspects["top"]] == [(i, j) for _, i, j in expected[:20]]
+
+
+def test_knots_stay_a_valid_map_when_the_bounds_reach_cosine_1():
+    """Few people: the bounds of the strictest promises may reach cosine 1 or tie. The knots stay
+    strictly increasing below 1 once rounded, and the capped ones say so."""
+    raw = dict(zip([s for s, _ in cf.TARGETS], [0.5, 0.5, 0.99, 1.0, 1.0, 1.0, 1.0], strict=True))
+    how = {s: "bound" for s in raw}
+    knots = cf._increasing(raw, how)
+    values = [knots[s] for s, _ in cf.TARGETS]
+    assert all(b > a for a, b in itertools.pairwise(values)) and values[-1] < 1.0
+    assert knots[10.0] == 0.5 and knots[50.0] == 0.99
+    assert "capped" in how[99.0] and "capped" not in how[50.0]
+    from_dict(
+        {"model": "m", "knots": [[-1.0, 0.0]] + [[knots[s], s] for s in raw] + [[1.0, 100.0]]}
+    )
+
+
+def test_a_small_fit_still_loads():
+    emb, person = population(seed=6, people=12, photos=2)
+    fitted = cf.fit_similarity_map(emb, person, model="m", bootstraps=10, splits=1)
+    assert from_dict(fitted).model == "m"

@@ -71,9 +71,11 @@ SPLITS = 5  # random halvings of the people; each half is fitted once and tested
 SPLIT_BOOTSTRAPS = 200
 TAIL_KEEP = 5e-2
 SAMPLE_PAIRS = 400_000
+KEEP_ALL_PAIRS = 2_000_000
 BLOCK = 1024
 MIN_PEOPLE = 6
 SUSPECTS_SHOWN = 20
+KNOT_STEP = 2e-6  # knots are written with 6 decimals; two steps keep them distinct once rounded
 
 Progress = Callable[[str], None]
 
@@ -157,7 +159,7 @@ def fit_similarity_map(
     return {
         "model": model,
         "suspects": _suspects(pairs),
-        "knots": [[-1.0, 0.0]] + [[round(knots[s], 6), s] for s, _ in TARGETS] + [[1.0, 100.0]],
+        "knots": [[-1.0, 0.0]] + [[knots[s], s] for s, _ in TARGETS] + [[1.0, 100.0]],
         "method": {
             "name": "prediction bound of the threshold over two-stage person-level bootstraps",
             "lookalike_groups": groups,
@@ -228,7 +230,12 @@ def _collect_pairs(
     sample_s = np.einsum("ij,ij->i", emb[ia], emb[ib])
     if len(sample_s) == 0:
         raise ValueError("no different-person pairs")
-    floor = float(np.quantile(sample_s, 1.0 - TAIL_KEEP))
+    # Few photos: keep every pair (exact counts at any cosine); many: only the top TAIL_KEEP.
+    floor = (
+        -1.0
+        if n * (n - 1) // 2 <= KEEP_ALL_PAIRS
+        else float(np.quantile(sample_s, 1.0 - TAIL_KEEP))
+    )
     ta, tb, ts, gp, gs, rows_a, rows_b = [], [], [], [], [], [], []
     for start in range(0, n, BLOCK):
         rows = slice(start, min(start + BLOCK, n))
@@ -381,12 +388,27 @@ def _fit_knots(
                 f"{CONFIDENCE:g} prediction bound from {bootstraps} two-stage person-bootstrap "
                 "thresholds"
             ) + (f"; tail model decided {share:.0%} of them" if share else "")
-    # Strictly increasing, as calibrate.from_dict requires.
+    return _increasing(knots, how), how
+
+
+def _increasing(knots: dict[float, float], how: dict[float, str]) -> dict[float, float]:
+    """Knots rounded to 6 decimals, strictly increasing between -1 and 1 as
+    ``calibrate.from_dict`` requires. With few people the bound for the strictest promises can
+    reach cosine 1: those knots are put just below 1 (the promise then holds by matching almost
+    nothing), and ``how`` says so."""
+    sims = [s for s, _ in TARGETS]
+    out = {s: min(max(knots[s], -1.0 + KNOT_STEP), 1.0) for s in sims}
     prev = -1.0
-    for s, _ in TARGETS:
-        knots[s] = max(knots[s], float(np.nextafter(prev, np.inf)))
-        prev = knots[s]
-    return knots, how
+    for s in sims:  # forward: at least one step above the previous knot
+        out[s] = max(out[s], prev + KNOT_STEP)
+        prev = out[s]
+    ceiling = 1.0 - KNOT_STEP
+    for s in reversed(sims):  # backward: below 1, one step under the next knot
+        if out[s] > ceiling:
+            out[s] = ceiling
+            how[s] += "; capped below cosine 1: the photos cannot support this promise"
+        ceiling = out[s] - KNOT_STEP
+    return {s: round(v, 6) for s, v in out.items()}
 
 
 def _resample(groups: list[np.ndarray], people: int, rng: np.random.Generator) -> np.ndarray:
@@ -399,9 +421,13 @@ def _resample(groups: list[np.ndarray], people: int, rng: np.random.Generator) -
 
 
 def _count(pairs: _Pairs, member: np.ndarray, cosine: float) -> int:
-    """Different-person pairs among ``member`` people with cosine >= ``cosine``."""
+    """Different-person pairs among ``member`` people with cosine >= ``cosine``; below the kept
+    tail (only reachable when a nested fit on half the people lands that low), estimated from
+    the uniform sample."""
     if cosine < pairs.floor:
-        raise ValueError("cosine below the kept tail")
+        ok = member[pairs.sample_a] & member[pairs.sample_b]
+        share = float((pairs.sample_s[ok] >= cosine).mean()) if ok.any() else 0.0
+        return round(share * _different_pairs(pairs, member.astype(np.float64)))
     k = int(np.searchsorted(-pairs.tail_s, -cosine, side="right"))
     return int((member[pairs.tail_a[:k]] & member[pairs.tail_b[:k]]).sum())
 
