@@ -39,8 +39,8 @@ def test_same_people_match_and_different_people_do_not_at_80(ctx):
         f"at Similarity 80: {matched_same}/{N_PAIRS} same-person pairs matched, "
         f"{matched_different}/{N_PAIRS} different-person pairs matched"
     )
-    # On all 1,304 + 1,304 pairs (benchmarks/accuracy.py): 89.8 % and 0 of 1,304 (87 of these
-    # 100) since Similarity 80 sits at a bound that holds on new people (issue 20 §1).
+    # On all 1,304 + 1,304 pairs (benchmarks/accuracy.py): 90.3 % and 0 of 1,304 since
+    # Similarity 80 sits at a bound that holds on new people (issue 20 §1).
     assert matched_same >= 0.84 * N_PAIRS
     assert matched_different == 0
 
