@@ -40,12 +40,15 @@ def rekognition(start_api: str) -> Any:
     return client("rekognition", start_api)
 
 
-def route(start_api: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    """POST /<operation-route> as API Gateway's per-operation REST routes take it."""
+def route(
+    start_api: str, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
+    """POST /<operation-route> as API Gateway's per-operation REST routes take it (or POST /
+    with an X-Amz-Target header, unsigned: the local API does not check IAM auth)."""
     req = urllib.request.Request(
         start_api + path,
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/x-amz-json-1.1"},
+        headers={"Content-Type": "application/x-amz-json-1.1", **(headers or {})},
     )
     try:
         with urllib.request.urlopen(req, timeout=300) as resp:
@@ -108,8 +111,14 @@ def test_per_operation_routes(start_api: str, photo) -> None:
     assert status == 200 and len(out["FaceDetails"]) == 1
     status, out = route(start_api, "/list-collections", {"MaxResults": 5})
     assert status == 200 and "CollectionIds" in out
-    status, out = route(start_api, "/list-collections", {"MaxResults": 0})
-    assert status == 400 and out["__type"] == "InvalidParameterException"
+    # An invalid request gets the same Rekognition error on its route as through POST /.
+    bad = {"MaxResults": -1}
+    status, out = route(start_api, "/list-collections", bad)
+    root_status, root_out = route(
+        start_api, "/", bad, {"X-Amz-Target": "RekognitionService.ListCollections"}
+    )
+    assert status == root_status and 400 <= status < 500, (out, root_out)
+    assert out["__type"] == root_out["__type"] and out["__type"].endswith("Exception")
 
 
 def test_s3_flow_through_the_lambda_api(
@@ -127,7 +136,7 @@ def test_s3_flow_through_the_lambda_api(
     lam = client("lambda", start_lambda)
     out = lam.invoke(FunctionName="S3EventsFunction", Payload=json.dumps(event).encode())
     assert "FunctionError" not in out, out["Payload"].read()
-    result = s3.get_object(Bucket=BUCKET, Key="results/index/api-s3/bob.json")
+    result = s3.get_object(Bucket=BUCKET, Key="results/index/api-s3/bob.jpg.json")
     body = json.loads(result["Body"].read())
     assert result["Metadata"]["status"] == "200", body
     assert body["FaceRecords"][0]["Face"]["ExternalImageId"] == "bob"
