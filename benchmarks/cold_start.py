@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
+import io
 import json
 import os
 import re
@@ -38,6 +40,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,8 +128,11 @@ def template_environment() -> dict[str, dict[str, str]]:
         for name, value in res["Properties"]["Environment"]["Variables"].items():
             env[name] = value if isinstance(value, str) else LOCAL_VALUES.get(name, "")
         if folder == "wire_protocol":
-            ops = json.loads(env.get("REKFACE_FUNCTIONS") or "{}") or {}
-            env["REKFACE_FUNCTIONS"] = json.dumps({op: f"{op}Function" for op in ops})
+            from rekface.spec.operations import OPERATIONS
+
+            ops = [op.name for op in OPERATIONS]
+            # Every operation to the emulator of the warm target (it answers any function name).
+            env["REKFACE_FUNCTIONS"] = json.dumps({op: "function" for op in ops})
         env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(res["Properties"]["MemorySize"])
         out[folder] = env
     return out
@@ -163,9 +169,80 @@ def peak_rss_mb(container: str) -> float | None:
     return None
 
 
+class State:
+    """The store every run starts from: collection ``family`` with one face of photos/face-1.jpg
+    (ExternalImageId alice) and user ``paul``, as the events/ files expect; restored before each
+    run by the operation functions' own handlers, in this process, against moto's server."""
+
+    def __init__(self, moto: str) -> None:
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": moto,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "REKFACE_STORE": "dynamodb",
+                "REKFACE_TABLE_NAME": LOCAL_VALUES["REKFACE_TABLE_NAME"],
+                "REKFACE_ACCOUNT_ID": LOCAL_VALUES["REKFACE_ACCOUNT_ID"],
+                "REKFACE_MODELS_DIR": str(REPO / "layers" / "models"),
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_METRICS_DISABLED": "true",
+                "POWERTOOLS_LOG_LEVEL": "CRITICAL",
+            }
+        )
+        self._handlers: dict[str, Any] = {}
+
+    def _call(self, folder: str, request: dict[str, Any]) -> int:
+        if folder not in self._handlers:
+            spec = importlib.util.spec_from_file_location(
+                f"cold_start_{folder}", REPO / "functions" / folder / "app.py"
+            )
+            module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+            self._handlers[folder] = module.handler
+        event = {"httpMethod": "POST", "headers": {}, "isBase64Encoded": False,
+                 "body": json.dumps(request)}  # fmt: skip
+        # Powertools' metrics warn about reused dimensions when one process calls many handlers.
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return int(self._handlers[folder](event, _Context())["statusCode"])
+
+    def reset(self, folder: str) -> None:
+        self._call("delete_collection", {"CollectionId": "family"})
+        if folder == "create_collection":
+            return  # its event creates it
+        self._call("create_collection", {"CollectionId": "family"})
+        image = {"S3Object": {"Bucket": "rekface-samples", "Name": "photos/face-1.jpg"}}
+        status = self._call(
+            "index_faces",
+            {"CollectionId": "family", "Image": image, "ExternalImageId": "alice", "MaxFaces": 1},
+        )
+        assert status == 200, status
+        if folder != "create_user":
+            self._call("create_user", {"CollectionId": "family", "UserId": "paul"})
+
+
+class _Context:
+    function_name = "cold-start-state"
+    memory_limit_in_mb = 1769
+    aws_request_id = "state"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:state"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
 def run_once(
-    folder: str, variant: str, opt: Path, env: dict[str, str], moto: str, cpus: float
+    folder: str,
+    variant: str,
+    opt: Path,
+    env: dict[str, str],
+    moto: str,
+    cpus: float,
+    keep: list[tuple[str, int]] | None = None,
 ) -> Run:
+    """One cold container answering the function's event once (``keep``: a list to append
+    (container, port) to, for a container left running unanswered: the router's target)."""
     port, api = free_port(), free_port()
     name = f"rekface-sam-cold-{uuid.uuid4().hex[:8]}"
     memory = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1769")
@@ -193,6 +270,9 @@ def run_once(
     subprocess.run(cmd, check=True, capture_output=True)
     try:
         wait_port(port)
+        if keep is not None:
+            keep.append((name, port))
+            return Run(folder, variant, 0.0, None, "kept")
         body = json.dumps(event_for(folder)).encode()
         url = f"http://127.0.0.1:{port}/2015-03-31/functions/function/invocations"
         t0 = time.perf_counter()
@@ -203,9 +283,14 @@ def run_once(
         status = answer.get("statusCode", "ok") if isinstance(answer, dict) else answer
         if isinstance(answer, dict) and "errorType" in answer:
             status = answer["errorType"]
+        elif isinstance(answer, dict) and answer.get("statusCode", 200) >= 400:
+            with contextlib.suppress(ValueError, TypeError):
+                error = json.loads(answer.get("body") or "{}")
+                status = f"{status} {error.get('__type')}: {str(error.get('Message'))[:160]}"
         return Run(folder, variant, first, rss, status)
     finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        if keep is None:
+            subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 
 
 @contextlib.contextmanager
@@ -249,15 +334,35 @@ def main() -> int:
     if unknown:
         parser.error(f"not functions of {TEMPLATE}: {sorted(unknown)} (run make synth)")
     runs: list[Run] = []
-    with tempfile.TemporaryDirectory(prefix="rekface-cold-") as tmp, moto_server() as moto:
+    target: list[tuple[str, int]] = []
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="rekface-cold-"))
+        moto = stack.enter_context(moto_server())
+        stack.callback(lambda: [subprocess.run(["docker", "rm", "-f", n], capture_output=True)
+                                for n, _ in target])  # fmt: skip
+        state = State(moto)
         opts = {"pyc": merged_opt(Path(tmp), True), "no-pyc": merged_opt(Path(tmp), False)}
         # A warm-up container per variant: the host's page cache then holds both trees alike.
         for variant, opt in opts.items():
             run_once("list_collections", variant, opt, envs["list_collections"], moto, args.cpus)
+        # The router forwards to a warm DetectFaces (the emulator serves Lambda's Invoke API for
+        # any function name): its first response is its own cold start + one warm forward.
+        if "wire_protocol" in folders:
+            run_once("detect_faces", "pyc", opts["pyc"], envs["detect_faces"], moto, 1.0, target)
+            warm = f"http://127.0.0.1:{target[0][1]}"
+            urllib.request.urlopen(
+                urllib.request.Request(
+                    f"{warm}/2015-03-31/functions/function/invocations",
+                    data=json.dumps(event_for("detect_faces")).encode(),
+                ),
+                timeout=120,
+            ).read()
+            envs["wire_protocol"]["AWS_ENDPOINT_URL_LAMBDA"] = warm
         for i in range(args.runs):
             for folder in folders:
                 order = list(opts.items()) if i % 2 == 0 else list(opts.items())[::-1]
                 for variant, opt in order:
+                    state.reset(folder)
                     run = run_once(folder, variant, opt, envs[folder], moto, args.cpus)
                     runs.append(run)
                     print(
