@@ -108,3 +108,19 @@ def test_sam_env_file_sets_only_declared_variables() -> None:
 )  # fmt: skip
 def test_is_local(context, local) -> None:
     assert app_module.is_local(context) is local
+
+
+def test_samconfig_points_at_the_local_variant() -> None:
+    """`sam local ...` without flags uses the template `make synth-local` writes and the env file
+    whose variables it declares, on loopback."""
+    import tomllib
+
+    config = tomllib.loads((REPO / "samconfig.toml").read_text())["default"]
+    for command in ("local_invoke", "local_start_lambda", "local_start_api"):
+        params = config[command]["parameters"]
+        assert params["template_file"] == "infra/cdk.out/sam-local/Rekface.template.json"
+        assert (REPO / params["env_vars"]).is_file()
+        assert params.get("host", "127.0.0.1") == "127.0.0.1"
+    assert config["local_start_lambda"]["parameters"]["port"] == int(
+        app_module.LOCAL_ROUTER_ENVIRONMENT["AWS_ENDPOINT_URL_LAMBDA"].rsplit(":", 1)[1]
+    )
