@@ -266,9 +266,15 @@ def ensure_partition(conn: Any, incarnation: str, dims: int = BUILTIN_DIMS) -> N
     ):
         with conn.transaction():
             # Two writers of a new collection at once: one creates, the other waits, finds it.
+            # IF NOT EXISTS as well: after waiting for the lock, to_regclass may still answer
+            # from the catalog snapshot taken before the wait (seen: DuplicateTable in the
+            # concurrent-indexing contract test), while CREATE looks the name up afresh.
             conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_ID, name))
             if not exists(conn, name):
-                conn.execute(f"CREATE TABLE {name} PARTITION OF {parent} FOR VALUES IN ('{inc}')")
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {parent} "
+                    f"FOR VALUES IN ('{inc}')"
+                )
 
 
 def exists(conn: Any, table: str) -> bool:
