@@ -150,3 +150,11 @@ def test_a_small_fit_still_loads():
     emb, person = population(seed=6, people=12, photos=2)
     fitted = cf.fit_similarity_map(emb, person, model="m", bootstraps=10, splits=1)
     assert from_dict(fitted).model == "m"
+
+
+def test_without_hold_out_and_with_bad_counts():
+    emb, person = population(seed=8, people=12, photos=2)
+    fitted = cf.fit_similarity_map(emb, person, model="m", bootstraps=5, splits=0)
+    assert fitted["measured"]["80"]["held_out"]["false_match_rate"] is None
+    with pytest.raises(ValueError, match="bootstraps"):
+        cf.fit_similarity_map(emb, person, model="m", bootstraps=0)

@@ -127,6 +127,8 @@ def fit_similarity_map(
     if emb.ndim != 2 or len(emb) != len(person):
         raise ValueError("embeddings must be [N, D] with one person id per row")
     ids, pid = np.unique(np.asarray(person), return_inverse=True)
+    if bootstraps < 1 or splits < 0:
+        raise ValueError("bootstraps must be at least 1 and splits at least 0")
     if len(ids) < MIN_PEOPLE:
         raise ValueError(f"need photos of at least {MIN_PEOPLE} different people, got {len(ids)}")
     code = {int(v): i for i, v in enumerate(ids)}
@@ -481,7 +483,7 @@ def _held_out(
         say(f"held-out split {r + 1}/{splits} done")
     return {
         s: {
-            "false_match_rate": acc["false"] / acc["pairs"],
+            "false_match_rate": acc["false"] / acc["pairs"] if acc["pairs"] else None,
             "false_matches": acc["false"],
             "different_pairs": int(acc["pairs"]),
             "worst_split_false_match_rate": acc["worst"],
