@@ -119,8 +119,12 @@ class Compiler:
     env: tuple[tuple[str, str], ...] = ()
     version: str = ""  # sys.version of that interpreter: part of the layers' input hash
 
-    def compile(self, tree: Path) -> None:
+    def compile(self, tree: Path, runtime_path: str) -> None:
+        """Bytecode for ``tree``, which Lambda mounts at ``runtime_path``: the .pyc files name
+        their sources by that path (for tracebacks), so they are the same bytes wherever the
+        layer was built."""
         cmd = [*self.argv, "-m", "compileall", "-q", "-j", "0"]
+        cmd += ["-s", str(tree), "-p", runtime_path]
         cmd += ["--invalidation-mode", "unchecked-hash", str(tree)]
         subprocess.run(cmd, check=True, env={**os.environ, **dict(self.env)})
 
@@ -244,7 +248,7 @@ def build_deps(target: Target, out: Path, wheelhouse: Path, compiler: Compiler |
     )  # fmt: skip
     removed = trim(site)
     if compiler:
-        compiler.compile(site)
+        compiler.compile(site, "/opt/python")
     _stamp(layer, digest, {"trimmed": removed, "bytecode": _bytecode_tag(compiler)})
 
 
@@ -328,7 +332,7 @@ def build_package(
     shutil.copytree(PACKAGE, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     _package_packs(dest, checked)
     if compiler:
-        compiler.compile(dest)
+        compiler.compile(dest, "/opt/python/rekface")
     _stamp(layer, digest, {"bytecode": _bytecode_tag(compiler)})
 
 
