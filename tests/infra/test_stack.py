@@ -475,7 +475,8 @@ def test_samconfig_and_events_match_the_template(tpl):
     repo = Path(__file__).resolve().parents[2]
     sam = tomllib.loads((repo / "samconfig.toml").read_text())
     invoke = sam["default"]["local_invoke"]["parameters"]
-    assert invoke["template_file"] == "infra/cdk.out/Rekface.template.json"
+    # The local variant (make synth-local): it declares the variables sam-env.json sets.
+    assert invoke["template_file"] == "infra/cdk.out/sam-local/Rekface.template.json"
     assert json.loads((repo / invoke["env_vars"]).read_text())["Parameters"]
     routes = {op.route: f"{op.name}Function" for op in OPERATIONS} | {"/": "WireProtocolFunction"}
     for path in sorted((repo / "events").glob("*.json")):
