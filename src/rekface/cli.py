@@ -294,7 +294,12 @@ def _purge(args: argparse.Namespace) -> int:
     except RuntimeError as exc:  # see _serve
         print(f"rekface: {exc}", file=sys.stderr)
         return 2
-    finished = store.resume_purges()
+    try:
+        finished = store.resume_purges()
+    finally:
+        close = getattr(store, "close", None)  # the PostgreSQL store's pool: its threads stop
+        if close is not None:
+            close()
     print(f"rekface: {finished} interrupted collection deletion(s) finished")
     return 0
 
