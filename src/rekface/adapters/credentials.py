@@ -20,25 +20,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rekface.adapters.policy import Policy, PolicyError, Statement, _wildcard, load_policy
-from rekface.adapters.policy import required_access as _required_access
+from rekface.adapters.policy import (
+    Policy,
+    PolicyError,
+    load_policy,
+    parse_policy,
+    required_access,
+)
+from rekface.adapters.s3 import UNREADABLE
 from rekface.adapters.sigv4 import Caller, SigV4Verifier
 from rekface.errors import AccessDeniedException, InvalidS3ObjectException
 
 # Every Rekognition action on every resource, and nothing else (no s3:GetObject).
-DEFAULT_POLICY = Policy(
-    (
-        Statement(
-            allow=True,
-            actions=(_wildcard("rekognition:*", ignore_case=True),),
-            resources=(_wildcard("*", ignore_case=False),),
-        ),
-    )
+DEFAULT_POLICY: Policy = parse_policy(
+    {"Statement": [{"Effect": "Allow", "Action": "rekognition:*", "Resource": "*"}]},
+    "the default policy",
 )
-# What Rekognition answers for an S3 object it cannot read, missing or forbidden alike.
-S3_UNREADABLE = (
-    "Unable to get object metadata from S3. Check object key, region and/or access permissions."
-)
+# What Rekognition answers for an S3 object it cannot read, missing or forbidden alike: the same
+# words as the fetcher's, so nothing tells "forbidden" from "absent".
+S3_UNREADABLE = UNREADABLE
 
 
 class CredentialsError(ValueError):
@@ -66,7 +66,7 @@ class Authority:
 
     def authorize(self, caller: Caller, operation: str, request: dict[str, Any]) -> None:
         user = self.users[caller.access_key_id]
-        for need in _required_access(operation, request, self.region, self.account_id):
+        for need in required_access(operation, request, self.region, self.account_id):
             if user.policy.allows(need.action, need.resource):
                 continue
             if need.action == "s3:GetObject":
