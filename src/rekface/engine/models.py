@@ -76,17 +76,29 @@ class ModelLoadError(RuntimeError):
     """A model file is missing, unreadable or not the file the engine was written for."""
 
 
-def find_model(spec: ModelSpec, settings: Settings) -> Path:
-    dirs = settings.model_dirs()
-    for d in dirs:
-        path = d / spec.file
-        if path.is_file():
-            return path
-    where = ", ".join(str(d) for d in dirs)
-    raise ModelLoadError(
-        f"model {spec.file} ({spec.role}) not found; looked in: {where}. "
+def locate_in_model_dirs(file: str, settings: Settings) -> Path | None:
+    """The first of the models directories (settings.model_dirs(), in order) holding ``file``."""
+    for d in settings.model_dirs():
+        if (d / file).is_file():
+            return d / file
+    return None
+
+
+def not_found_hint(settings: Settings) -> str:
+    where = ", ".join(str(d) for d in settings.model_dirs())
+    return (
+        f"looked in: {where}. "
         "Set REKFACE_MODELS_DIR to the folder holding it (layers/models in the repository)."
     )
+
+
+def find_model(spec: ModelSpec, settings: Settings) -> Path:
+    path = locate_in_model_dirs(spec.file, settings)
+    if path is None:
+        raise ModelLoadError(
+            f"model {spec.file} ({spec.role}) not found; {not_found_hint(settings)}"
+        )
+    return path
 
 
 def read_verified(spec: ModelSpec, settings: Settings) -> bytes:

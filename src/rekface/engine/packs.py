@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rekface.engine.calibrate import Calibration, from_dict
-from rekface.engine.models import ModelLoadError
+from rekface.engine.models import ModelLoadError, locate_in_model_dirs, not_found_hint
 from rekface.settings import BUILTIN_FACE_MODEL_VERSION, Settings
 
 if TYPE_CHECKING:
@@ -245,14 +245,13 @@ def read_pack(folder: Path, builtin: bool = False) -> Pack:
 def model_path(pack: Pack, settings: Settings) -> Path:
     if not pack.models_dir:
         return pack.folder / pack.onnx
-    for d in settings.model_dirs():
-        if (d / pack.onnx).is_file():
-            return d / pack.onnx
-    where = ", ".join(str(d) for d in settings.model_dirs())
-    raise PackError(
-        f"{pack.pack_file}: model {pack.onnx} (field 'onnx') not found; looked in: {where}. "
-        "Set REKFACE_MODELS_DIR to the folder holding it (layers/models in the repository)."
-    )
+    path = locate_in_model_dirs(pack.onnx, settings)
+    if path is None:
+        raise PackError(
+            f"{pack.pack_file}: model {pack.onnx} (field 'onnx') not found; "
+            f"{not_found_hint(settings)}"
+        )
+    return path
 
 
 def read_model(pack: Pack, settings: Settings) -> bytes:
