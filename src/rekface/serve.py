@@ -114,7 +114,7 @@ def listen_rule(host: str, options: ServeSettings) -> str | None:
             "it may use it"
         )
     if options.metrics_address:
-        metrics_host = options.metrics_address.rpartition(":")[0].strip("[]") or "127.0.0.1"
+        metrics_host, _ = metrics_listener(options.metrics_address)
         if not options.allow_anonymous and not is_loopback(metrics_host):
             return (
                 f"refusing to serve /metrics on {options.metrics_address}, which is not a "
@@ -204,18 +204,20 @@ def _access_log(enabled: bool) -> None:
         access.setLevel(logging.CRITICAL + 1)
 
 
+def metrics_listener(address: str) -> tuple[str, str]:
+    """``[HOST:]PORT`` as (host, port); the host is 127.0.0.1 when left out."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", port
+
+
 def _serve_metrics(server, address: str) -> None:
     """/metrics on its own listener (prometheus_client's server, one thread per scrape)."""
     from prometheus_client import start_http_server
 
-    host, _, port = address.rpartition(":")
+    host, port = metrics_listener(address)
     if not port.isdigit():
         raise OSError(f"--metrics-address must be [HOST:]PORT, got {address!r}")
-    start_http_server(
-        int(port),
-        addr=host.strip("[]") or "127.0.0.1",
-        registry=server.app.metrics.registry,
-    )
+    start_http_server(int(port), addr=host, registry=server.app.metrics.registry)
 
 
 def _stop_on_signals(server) -> None:
