@@ -38,7 +38,7 @@ class _CollectionSizes:
             "rekface_collection_users", "Users in each collection", labels=["collection"]
         )
         try:
-            for listing in self.store._scan_collections(None, MAX_COLLECTIONS):
+            for listing in self.store.list_collections(MAX_COLLECTIONS).items:
                 record = self.store.get_collection(listing.collection_id)
                 faces.add_metric([record.collection_id], record.face_count)
                 users.add_metric([record.collection_id], record.user_count)
