@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 from rekface.adapters.admission import Gate
@@ -41,14 +42,6 @@ MAX_BODY = 8 * 1024 * 1024
 _ROUTES = {op.route: op.name for op in OPERATIONS}
 _READS_IMAGES = {op.name for op in OPERATIONS if op.reads_images}
 _JSON = {"Content-Type": "application/json"}
-_STATUS_TEXT = {
-    200: "OK",
-    400: "Bad Request",
-    403: "Forbidden",
-    404: "Not Found",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
 
 
 @dataclass(frozen=True)
@@ -165,7 +158,7 @@ def _reply(
     start_response: StartResponse, status: int, body: bytes, headers: dict[str, str]
 ) -> list[bytes]:
     start_response(
-        f"{status} {_STATUS_TEXT.get(status, 'Error')}",
+        f"{status} {HTTPStatus(status).phrase}",
         [*headers.items(), ("Content-Length", str(len(body)))],
     )
     return [body]
