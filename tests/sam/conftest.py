@@ -172,37 +172,30 @@ def local_aws(logs_dir: Path, faces_dir: Path) -> Iterator[LocalAws]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def start_lambda(local_aws: LocalAws, logs_dir: Path) -> Iterator[str]:
-    """`sam local start-lambda` on 127.0.0.1:3001: the router's target (and the S3 flows')."""
-    if not port_free(LAMBDA_PORT):
-        pytest.fail(f"127.0.0.1:{LAMBDA_PORT} is taken")
+def _sam_service(subcommand: str, port: int, logs_dir: Path) -> Iterator[str]:
+    """`sam local <subcommand>` on 127.0.0.1:<port>, stopped when the session ends."""
+    if not port_free(port):
+        pytest.fail(f"127.0.0.1:{port} is taken")
     cmd = sam_command(
-        "local", "start-lambda", "--host", "127.0.0.1", "--port", str(LAMBDA_PORT),
+        "local", subcommand, "--host", "127.0.0.1", "--port", str(port),
         "--template", str(TEMPLATE), "--env-vars", str(ENV_VARS), "--skip-pull-image",
         "--warm-containers", "LAZY",
     )  # fmt: skip
-    server = Background("start-lambda", cmd, logs_dir / "start-lambda.log", sam_env())
+    server = Background(subcommand, cmd, logs_dir / f"{subcommand}.log", sam_env())
     try:
-        wait_port(LAMBDA_PORT, server.proc, 180)
-        yield f"http://127.0.0.1:{LAMBDA_PORT}"
+        wait_port(port, server.proc, 180)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def start_lambda(local_aws: LocalAws, logs_dir: Path) -> Iterator[str]:
+    """`sam local start-lambda` on 127.0.0.1:3001: the router's target (and the S3 flows')."""
+    yield from _sam_service("start-lambda", LAMBDA_PORT, logs_dir)
 
 
 @pytest.fixture(scope="session")
 def start_api(start_lambda: str, logs_dir: Path) -> Iterator[str]:
     """`sam local start-api` on 127.0.0.1:3000 (POST / and the per-operation routes)."""
-    if not port_free(API_PORT):
-        pytest.fail(f"127.0.0.1:{API_PORT} is taken")
-    cmd = sam_command(
-        "local", "start-api", "--host", "127.0.0.1", "--port", str(API_PORT),
-        "--template", str(TEMPLATE), "--env-vars", str(ENV_VARS), "--skip-pull-image",
-        "--warm-containers", "LAZY",
-    )  # fmt: skip
-    server = Background("start-api", cmd, logs_dir / "start-api.log", sam_env())
-    try:
-        wait_port(API_PORT, server.proc, 180)
-        yield f"http://127.0.0.1:{API_PORT}"
-    finally:
-        server.stop()
+    yield from _sam_service("start-api", API_PORT, logs_dir)
